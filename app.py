@@ -1,0 +1,97 @@
+"""VLM Studio: run the app.
+
+    python app.py [--model M] [--device auto|cpu|cuda] [--dtype auto|bf16|fp16|fp32]
+                  [--host 127.0.0.1] [--port 7860] [--share] [--max-file-size MB]
+
+Every flag has an environment-variable equivalent for Spaces (VLMS_MODEL, VLMS_DEVICE,
+VLMS_DTYPE, VLMS_HOST, VLMS_PORT, VLMS_SHARE, VLMS_MAX_UPLOAD_MB). Importing this module does no
+model work: models load in the background once the server starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from components.config import ASSETS_DIR, AppConfig
+from pipelines.limits import LIMITS
+from pipelines.registry import DEFAULT_CPU_MODEL, DEFAULT_CUDA_MODEL, REGISTRY
+
+
+def default_model() -> str:
+    import torch
+
+    return DEFAULT_CUDA_MODEL if torch.cuda.is_available() else DEFAULT_CPU_MODEL
+
+
+def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
+    env = lambda name, default=None: environ.get(f"VLMS_{name}", default)  # noqa: E731
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="VLM Studio: chat, compare and highlight videos with SmolVLM2 and PerceptionLM.",
+        epilog=f"Models: {', '.join(REGISTRY)}, any hub id of those, or a local checkpoint directory.",
+    )
+    parser.add_argument("--model", default=env("MODEL"),
+                        help="default model: a registry key, hub id or local checkpoint dir "
+                             f"(default: {DEFAULT_CUDA_MODEL} with CUDA, else {DEFAULT_CPU_MODEL})")
+    parser.add_argument("--device", default=env("DEVICE", "auto"), help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--dtype", default=env("DTYPE", "auto"), help="auto, bf16, fp16 or fp32 (default auto)")
+    parser.add_argument("--host", default=env("HOST", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve your network)")
+    parser.add_argument("--port", type=int, default=int(env("PORT", 0)) or None,
+                        help="port (default: 7860 or the next free one)")
+    parser.add_argument("--share", action="store_true", default=env("SHARE", "") in ("1", "true", "yes"),
+                        help="create a public gradio.live share link (off by default)")
+    parser.add_argument("--max-file-size", type=float, default=float(env("MAX_UPLOAD_MB", LIMITS.max_upload_mb.value)),
+                        metavar="MB", help=f"largest upload in MB (default {LIMITS.max_upload_mb.value:g})")
+    parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead")
+    args = parser.parse_args(argv)
+    return AppConfig(
+        model=args.model or default_model(),
+        device=args.device,
+        dtype=args.dtype,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        limits=LIMITS.with_value("max_upload_mb", args.max_file_size),
+        preload=not args.no_preload,
+    )
+
+
+def prepare_temp_dir() -> Path:
+    """Gradio's uploads and outputs go to a dedicated directory (cleaned by delete_cache)."""
+    path = Path(os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(tempfile.gettempdir()) / "vlm-studio")))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def launch(config: AppConfig, **overrides):
+    from components.layout import CSS, build_app
+
+    prepare_temp_dir()
+    demo = build_app(config)
+    demo.queue(max_size=int(config.limits.queue_size.value))
+    options = dict(
+        server_name=config.host,
+        server_port=config.port,
+        share=config.share,
+        max_file_size=config.max_file_size,
+        allowed_paths=[str(ASSETS_DIR)],
+        show_error=True,
+        css=CSS,
+    )
+    options.update(overrides)
+    demo.launch(**options)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    launch(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

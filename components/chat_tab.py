@@ -1,0 +1,165 @@
+"""The Chat tab: streaming multimodal conversation with images, several images and video.
+
+Callbacks are thin: Gradio values -> ChatRequest -> pipelines.chat -> chatbot/stats/frames.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from pipelines.chat import ChatRequest, start_chat
+from pipelines.messages import Turn
+
+from .adapter import ui_errors
+from .config import ASSETS_DIR, AppConfig
+from .history import textbox_value, to_turns, user_message
+from .runs import ActiveRuns, session_key
+from .widgets import format_stats, generation_controls, model_picker, settings_from, video_controls
+
+THUMBNAIL_PX = 224
+RUNS = ActiveRuns()
+
+HOW_TO = (
+    "Attach images or a video (📎 or drag and drop), type a question and press Enter. "
+    "Follow-up questions keep the conversation; **Stop** ends the answer at once."
+)
+
+
+def build_chat_tab(config: AppConfig) -> None:
+    limits = config.limits
+    gr.Markdown(HOW_TO)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=320):
+            chatbot = gr.Chatbot(label="Conversation", height=520, buttons=["copy"], elem_id="chat-bot")
+            textbox = gr.MultimodalTextbox(
+                file_types=["image", "video"], file_count="multiple", sources=["upload"],
+                placeholder="Ask about an image or a video…", label="Message", show_label=False,
+                elem_id="chat-input",
+            )
+            with gr.Row():
+                stop = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1)
+                retry = gr.Button("Retry", elem_id="chat-retry", scale=1)
+                undo = gr.Button("Undo", elem_id="chat-undo", scale=1)
+                clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+            stats = gr.Markdown(elem_id="chat-stats")
+            frames = gr.Gallery(label="What the model sees (frames of the last video, with timestamps)",
+                                columns=8, height="auto", elem_id="chat-frames")
+        with gr.Column(scale=1, min_width=260):
+            model = model_picker(config.model, elem_id="chat-model")
+            controls = generation_controls(limits)
+            fps, max_frames = video_controls(limits)
+
+    settings = [model, *controls.components(), fps, max_frames]
+
+    def respond(message, history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
+                image_detail, video_fps, frames_limit, request: gr.Request = None):
+        history = copy.deepcopy(history or [])
+        with ui_errors():
+            new_history = history + [user_message(message)]
+            chat_request = ChatRequest(
+                model=model,
+                turns=to_turns(new_history),
+                settings=settings_from(max_new_tokens, greedy, temperature, top_p),
+                system_prompt=system_prompt or "",
+                video_fps=float(video_fps) if video_fps else None,
+                max_frames=int(frames_limit) if frames_limit else None,
+                image_detail=image_detail or "auto",
+            )
+            key = session_key(request, "chat")
+            cancel = RUNS.start(key)
+            try:
+                stream = start_chat(chat_request, config.runtime, cancel)
+            except BaseException:
+                RUNS.finish(key, cancel)
+                raise
+        yield from _stream_reply(stream, new_history, key, cancel)
+
+    def _stream_reply(stream, history, key, cancel):
+        prepared = stream.prepared
+        history.append({"role": "assistant", "content": ""})
+        seen = _gallery(prepared.frames_seen)
+        yield history, None, format_stats(None, prepared), seen
+        answer = ""
+        try:
+            with ui_errors():
+                for chunk in stream:
+                    answer += chunk.text
+                    history[-1] = {"role": "assistant", "content": answer}
+                    yield history, None, format_stats(chunk, prepared), seen
+        finally:
+            stream.close()
+            RUNS.finish(key, cancel)
+
+    def stop_run(request: gr.Request = None):
+        RUNS.cancel(session_key(request, "chat"))
+
+    def retry_last(history, *rest, request: gr.Request = None):
+        history = copy.deepcopy(history or [])
+        last_user = _last_user_index(history)
+        if last_user is None:
+            raise gr.Error("There is nothing to retry yet.")
+        message = textbox_value(history[last_user])
+        yield from respond(message, history[:last_user], *rest, request=request)
+
+    def undo_last(history):
+        history = copy.deepcopy(history or [])
+        last_user = _last_user_index(history)
+        if last_user is None:
+            return history, None
+        return history[:last_user], textbox_value(history[last_user])
+
+    outputs = [chatbot, textbox, stats, frames]
+    submitted = textbox.submit(respond, [textbox, chatbot, *settings], outputs, api_name="chat",
+                               concurrency_id="model", concurrency_limit=config.concurrency)
+    retried = retry.click(retry_last, [chatbot, *settings], outputs, api_name="chat_retry",
+                          concurrency_id="model", concurrency_limit=config.concurrency)
+    stop.click(stop_run, None, None, cancels=[submitted, retried], api_name="chat_stop", queue=False)
+    undo.click(undo_last, [chatbot], [chatbot, textbox], api_name=False)
+    clear.click(lambda: ([], None, "", []), None, outputs, api_name=False)
+    _examples(textbox)
+
+
+def _last_user_index(history: list[dict]) -> int | None:
+    for index in range(len(history) - 1, -1, -1):
+        if history[index].get("role") == "user":
+            while index > 0 and history[index - 1].get("role") == "user":
+                index -= 1  # one turn may span several user bubbles
+            return index
+    return None
+
+
+def _gallery(frames_seen) -> list:
+    return [(_thumbnail(frame), _timestamp(seconds)) for frame, seconds in frames_seen]
+
+
+def _thumbnail(frame: np.ndarray) -> Image.Image:
+    image = Image.fromarray(frame)
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    return image
+
+
+def _timestamp(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{secs:05.2f}"
+
+
+def _examples(textbox) -> None:
+    candidates = [
+        ("scene.jpg", "What is in this picture?"),
+        ("chart.png", "What does this chart show?"),
+        ("clip.mp4", "Describe what happens in this video."),
+    ]
+    examples = [
+        [{"text": prompt, "files": [str(ASSETS_DIR / name)]}]
+        for name, prompt in candidates
+        if (ASSETS_DIR / name).exists()
+    ]
+    if examples:
+        gr.Examples(examples, [textbox], label="Examples")
+
+
+__all__ = ["build_chat_tab", "Turn"]

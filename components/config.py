@@ -1,0 +1,34 @@
+"""AppConfig: everything app.py decides from flags and environment, handed to build_app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.limits import LIMITS, Limits
+from pipelines.runtime import Runtime
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    model: str  # registry key, hub id or local checkpoint directory
+    device: str | None = None
+    dtype: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    share: bool = False
+    limits: Limits = field(default_factory=lambda: LIMITS)
+    preload: bool = True  # load the default model in the background at start-up
+    # Model events running at once. They interleave per forward pass on the one device lock
+    # (pipelines.devices), so >1 means fair turns and a responsive Stop, not parallel compute.
+    concurrency: int = 2
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(self.device, self.dtype, self.limits)
+
+    @property
+    def max_file_size(self) -> str:
+        return f"{int(self.limits.max_upload_mb.value)}mb"

@@ -1,0 +1,123 @@
+"""Model loading with a small cache.
+
+Contract: ``load_model(name, device=None, dtype=None) -> LoadedModel`` returns the processor and
+model for a registry key, hub id or local checkpoint directory, on the chosen device and dtype,
+ready for inference (eval mode, guarded by the device lock). Loading is safetensors-only and never
+runs remote code. The cache keeps the most recently used ``MAX_CACHED_MODELS`` models (two, so
+Compare can hold a pair); a failure raises ``ModelUnavailableError`` naming the model and saying
+how to use a local path instead.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from .devices import choose_device, choose_dtype, dtype_name, guard_model
+from .errors import ModelUnavailableError
+from .registry import ModelSpec, resolve
+
+log = logging.getLogger(__name__)
+
+MAX_CACHED_MODELS = 2
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    processor: object
+    model: torch.nn.Module
+    device: str
+    dtype: torch.dtype
+    param_count: int = field(default=0)
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def description(self) -> str:
+        return f"{self.spec.label} on {self.device} ({dtype_name(self.dtype)})"
+
+    def media_token_ids(self) -> set[int]:
+        """Ids of the placeholder tokens that stand for image/video features in input_ids."""
+        config = self.model.config
+        ids = {getattr(config, name, None) for name in ("image_token_id", "video_token_id", "image_token_index")}
+        return {i for i in ids if isinstance(i, int) and i >= 0}
+
+
+_cache: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def load_model(name: str, device: str | None = None, dtype: str | None = None) -> LoadedModel:
+    spec = resolve(name)
+    chosen_device = choose_device(device)
+    chosen_dtype = choose_dtype(chosen_device, dtype)
+    key = (spec.source, chosen_device, chosen_dtype)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        while len(_cache) >= MAX_CACHED_MODELS:
+            _evict_oldest()
+        loaded = _load_uncached(spec, chosen_device, chosen_dtype)
+        _cache[key] = loaded
+        return loaded
+
+
+def cached_models() -> list[LoadedModel]:
+    with _cache_lock:
+        return list(_cache.values())
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        while _cache:
+            _evict_oldest()
+
+
+def _evict_oldest() -> None:
+    _, loaded = _cache.popitem(last=False)
+    log.info("Unloading %s", loaded.description)
+    del loaded
+    free_memory()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _load_uncached(spec: ModelSpec, device: str, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    log.info("Loading %s from %s on %s (%s)", spec.label, spec.source, device, dtype_name(dtype))
+    try:
+        processor = AutoProcessor.from_pretrained(spec.source, trust_remote_code=False)
+        model = AutoModelForImageTextToText.from_pretrained(
+            spec.source, dtype=dtype, use_safetensors=True, trust_remote_code=False
+        )
+    except (OSError, ValueError, ImportError, KeyError) as error:
+        raise ModelUnavailableError(_unavailable_message(spec, error)) from error
+    model.to(device).eval()
+    guard_model(model)
+    count = sum(p.numel() for p in model.parameters())
+    return LoadedModel(spec, processor, model, device, dtype, count)
+
+
+def _unavailable_message(spec: ModelSpec, error: Exception) -> str:
+    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    if spec.is_local:
+        return f"Could not load the checkpoint in '{spec.source}': {reason}"
+    return (
+        f"Could not load {spec.label} ({spec.source}): {reason}. If this machine has no internet "
+        f"access, download the model elsewhere (huggingface-cli download {spec.source} --local-dir DIR), "
+        f"copy DIR here and start the app with: python app.py --model DIR"
+    )

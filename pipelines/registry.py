@@ -1,0 +1,108 @@
+"""The model registry: one table of supported models, plus any local checkpoint directory.
+
+``resolve(name)`` accepts a registry key ("smolvlm2-256m"), a hub repo id
+("HuggingFaceTB/SmolVLM2-256M-Video-Instruct") or a local directory holding a SmolVLM or
+PerceptionLM checkpoint (that is how the tests and offline users run). Family-specific video
+defaults live here so that every tab samples frames the way the checkpoint was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import ModelUnavailableError
+
+SMOLVLM = "smolvlm"
+PERCEPTION_LM = "perception_lm"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the pipeline needs to know about a model before loading it."""
+
+    key: str
+    source: str  # hub repo id or local directory
+    family: str  # SMOLVLM | PERCEPTION_LM
+    label: str
+    params: int  # parameter count, for memory estimates (0 = unknown until loaded)
+    context_length: int
+    video_fps: float | None  # None: fixed frame count (PerceptionLM)
+    video_max_frames: int
+    max_image_tiles: int  # PerceptionLM tiles / SmolVLM splitting on (>1) or off (1)
+    is_local: bool = False
+
+    def estimated_bytes(self, bytes_per_param: int) -> int:
+        """Weights plus ~20% for activations and caches: the figure the Compare tab checks."""
+        return int(self.params * bytes_per_param * 1.2)
+
+
+def _smol(key: str, repo: str, label: str, params: int) -> ModelSpec:
+    return ModelSpec(key, repo, SMOLVLM, label, params, 8192, 1.0, 64, 1)
+
+
+def _plm(key: str, repo: str, label: str, params: int) -> ModelSpec:
+    return ModelSpec(key, repo, PERCEPTION_LM, label, params, 11520, None, 32, 4)
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        _smol("smolvlm2-256m", "HuggingFaceTB/SmolVLM2-256M-Video-Instruct", "SmolVLM2 256M", 256_484_928),
+        _smol("smolvlm2-500m", "HuggingFaceTB/SmolVLM2-500M-Video-Instruct", "SmolVLM2 500M", 507_482_304),
+        _smol("smolvlm2-2.2b", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "SmolVLM2 2.2B", 2_246_784_880),
+        _plm("plm-1b", "facebook/Perception-LM-1B", "PerceptionLM 1B", 1_533_524_992),
+        _plm("plm-3b", "facebook/Perception-LM-3B", "PerceptionLM 3B", 3_600_000_000),
+        _plm("plm-8b", "facebook/Perception-LM-8B", "PerceptionLM 8B", 8_600_000_000),
+    )
+}
+
+DEFAULT_CPU_MODEL = "smolvlm2-256m"
+DEFAULT_CUDA_MODEL = "smolvlm2-2.2b"
+
+_MODEL_TYPES = {"smolvlm": SMOLVLM, "perception_lm": PERCEPTION_LM}
+
+
+def choices() -> list[tuple[str, str]]:
+    """(label, key) pairs for a dropdown, in registry order."""
+    return [(spec.label, spec.key) for spec in REGISTRY.values()]
+
+
+def resolve(name: str) -> ModelSpec:
+    """Find the spec for a registry key, a hub repo id or a local checkpoint directory."""
+    name = (name or "").strip()
+    if name in REGISTRY:
+        return REGISTRY[name]
+    for spec in REGISTRY.values():
+        if spec.source.lower() == name.lower():
+            return spec
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _local_spec(path)
+    known = ", ".join(REGISTRY)
+    raise ModelUnavailableError(
+        f"Unknown model '{name}'. Use one of: {known}, a hub id such as "
+        f"{REGISTRY[DEFAULT_CPU_MODEL].source}, or the path of a local checkpoint directory."
+    )
+
+
+def _local_spec(path: Path) -> ModelSpec:
+    config_file = path / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        raise ModelUnavailableError(
+            f"'{path}' is not a model checkpoint: it has no readable config.json."
+        ) from None
+    family = _MODEL_TYPES.get(config.get("model_type", ""))
+    if family is None:
+        raise ModelUnavailableError(
+            f"'{path}' holds a '{config.get('model_type')}' model; only SmolVLM and PerceptionLM "
+            "checkpoints are supported."
+        )
+    template = _smol if family == SMOLVLM else _plm
+    text = config.get("text_config", {})
+    context = int(text.get("max_position_embeddings") or (8192 if family == SMOLVLM else 11520))
+    spec = template(str(path.resolve()), str(path.resolve()), f"Local: {path.name}", 0)
+    return replace(spec, context_length=context, is_local=True)
