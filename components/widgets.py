@@ -50,7 +50,7 @@ class GenerationControls:
 
 def generation_controls(limits: Limits, system_prompt: bool = True) -> GenerationControls:
     return GenerationControls(
-        system_prompt=gr.Textbox(label="System prompt", lines=2, visible=system_prompt,
+        system_prompt=gr.Textbox(value="", label="System prompt", lines=2, visible=system_prompt,
                                  placeholder="Optional instructions for the assistant"),
         max_new_tokens=gr.Slider(1, int(limits.max_new_tokens.value), value=DEFAULT_MAX_NEW_TOKENS, step=1,
                                  label="Max new tokens"),
@@ -75,7 +75,7 @@ def video_controls(limits: Limits) -> tuple[gr.Slider, gr.Slider]:
     fps = gr.Slider(limits.video_fps.minimum, limits.video_fps.value, value=1.0, step=0.05,
                     label="Video frames per second (SmolVLM2)",
                     info="PerceptionLM always samples a fixed number of frames.")
-    frames = gr.Slider(1, int(limits.max_frames.value), value=0, step=1,
+    frames = gr.Slider(0, int(limits.max_frames.value), value=0, step=1,
                        label="Max video frames (0 = model default: 64 SmolVLM2, 32 PerceptionLM)")
     return fps, frames
 

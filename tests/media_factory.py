@@ -78,7 +78,7 @@ def decode_frame_index(frame: np.ndarray) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _add_video_stream(container, codec: str, fps: float | Fraction, size, gop: int | None):
+def _add_video_stream(container, codec: str, fps: float | Fraction, size, gop: int | None, bframes: int = 0):
     rate = Fraction(fps).limit_denominator(1001)
     stream = container.add_stream(codec, rate=rate)
     stream.width, stream.height = size
@@ -87,6 +87,8 @@ def _add_video_stream(container, codec: str, fps: float | Fraction, size, gop: i
     if codec == "libx264":
         # A fixed GOP (no scene-cut keyframes) makes seek costs predictable for benchmarks.
         params = f"keyint={gop}:min-keyint={gop}:scenecut=0" if gop else ""
+        if bframes:  # ultrafast turns B-frames off; real camera/phone files usually have them
+            params = ":".join(filter(None, [params, f"bframes={bframes}:b-adapt=0"]))
         stream.options = {"preset": "ultrafast", **({"x264-params": params} if params else {})}
     elif gop:
         stream.codec_context.gop_size = gop
@@ -128,20 +130,22 @@ def make_video(
     codec: str = "libx264",
     rotation: int = 0,
     faststart: bool = False,
+    bframes: int = 0,
 ) -> Path:
     """Write a video whose frame i shows index i (see ``decode_frame_index``).
 
     ``size`` is (width, height). ``gop``: keyframe interval in frames (None: encoder default).
     ``audio``: add a sine tone (AAC; Opus-free so it fits mp4/mkv). ``rotation``: clockwise
     degrees a player must turn the picture (written as a display matrix). ``faststart``: put
-    the mp4 index first, so a truncated copy still opens. The container follows the suffix.
+    the mp4 index first, so a truncated copy still opens. ``bframes``: x264 B-frames (display
+    order differs from decode order). The container follows the suffix.
     """
     path = Path(path)
     frame_count = int(round(seconds * fps))
     base = _gradient(*size)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
-        video = _add_video_stream(container, codec, fps, size, gop)
+        video = _add_video_stream(container, codec, fps, size, gop, bframes)
         if rotation:
             video.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
         sound = _add_audio_stream(container) if audio else None
@@ -199,8 +203,17 @@ def vfr_frame_times(durations_ms=(20, 50, 33, 100), repeats: int = 20) -> list[f
 
 
 def make_audio_only(path, seconds: float = 2.0) -> Path:
-    """An AAC-in-mp4 (.m4a style) file with no video stream."""
+    """A file with a tone and no video stream: AAC in MP4 (.m4a style), or PCM for ``.wav``."""
     path = Path(path)
+    if path.suffix.lower() == ".wav":
+        with av.open(str(path), "w", format="wav") as container:
+            stream = container.add_stream("pcm_s16le", rate=_AUDIO_RATE, layout="mono")
+            for chunk in _tone_frames(seconds):
+                pcm = av.AudioFrame.from_ndarray((chunk.to_ndarray() * 32767).astype(np.int16), format="s16", layout="mono")
+                pcm.sample_rate, pcm.pts = _AUDIO_RATE, chunk.pts
+                _mux(container, stream, pcm)
+            _mux(container, stream, None)
+        return path
     with av.open(str(path), "w", format="mp4") as container:
         stream = _add_audio_stream(container)
         for chunk in _tone_frames(seconds):
@@ -255,15 +268,15 @@ def make_image(path, mode: str = "RGB", size=(64, 48), fmt: str | None = None, e
         image = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
         pixels = np.array(image)
         pixels[:, : width // 2] = 15
-        image = Image.fromarray(pixels, "P")
+        image = Image.frombytes("P", size, np.ascontiguousarray(pixels).tobytes())
         image.putpalette(rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).getpalette())
         image.info["transparency"] = 15
     elif mode == "I;16":
-        image = Image.fromarray(ramp, "I;16")
+        image = Image.fromarray(ramp)  # uint16 -> I;16
     elif mode == "I":
-        image = Image.fromarray(ramp.astype(np.int32), "I")
+        image = Image.fromarray(ramp.astype(np.int32))  # -> I
     elif mode == "F":
-        image = Image.fromarray(ramp.astype(np.float32) / 65535, "F")
+        image = Image.fromarray(ramp.astype(np.float32) / 65535)  # -> F
     else:
         image = rgb.convert(mode)
     save_kwargs = {}
@@ -273,8 +286,18 @@ def make_image(path, mode: str = "RGB", size=(64, 48), fmt: str | None = None, e
         save_kwargs["exif"] = exif
     if mode == "PT":
         save_kwargs["transparency"] = 15
+    if fmt == "MPO":  # a real multi-picture file needs a second picture
+        save_kwargs.update(save_all=True, append_images=[image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
     image.save(path, format=fmt, **save_kwargs)
     return path
+
+
+def make_noise_jpeg(path, size=(640, 480), seed: int = 0) -> Path:
+    """A JPEG whose entropy-coded data is large compared with its header (noise compresses
+    badly), so cutting it in half leaves a valid header and broken pixel data."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=90)
+    return Path(path)
 
 
 def write_truncated(path_src, path_dst, fraction: float) -> Path:

@@ -47,7 +47,7 @@ CLI::
 
     python tests/tiny_models.py --family smolvlm2|perception_lm --out DIR
     python tests/tiny_models.py --size 256m|500m|2.2b|plm-1b --out DIR [--dtype bf16|fp32] [--device cpu|cuda]
-    python tests/tiny_models.py --size 2.2b --count-only
+    python tests/tiny_models.py --size 256m,2.2b,plm-1b --count-only   # meta device, one JSON line each
 
 Chat templates are equivalent to the real checkpoints':
 
@@ -61,7 +61,18 @@ Chat templates are equivalent to the real checkpoints':
   system prompt unless the first message is a system message), then per message
   ``<|start_header_id|>role<|end_header_id|>\\n\\n`` + all ``<|image|>`` items +
   all ``<|video|>`` items + the trimmed texts + ``<|eot_id|>``; the generation
-  prompt is the assistant header.
+  prompt is the assistant header. Images come first, then videos, then text,
+  whatever the order of the items (as in the real template).
+
+Processor notes (transformers 5.23)
+-----------------------------------
+* Video frames as a numpy (T, H, W, 3) uint8 array go in
+  ``processor_kwargs={"video_metadata": {"fps", "total_num_frames", "duration",
+  "frames_indices"}, "do_sample_frames": False}``. SmolVLM needs ``fps`` and
+  ``frames_indices`` (timestamps = index / fps) and ``return_tensors="pt"``;
+  without ``do_sample_frames=False`` it resamples at 1 fps (max 64 frames).
+* PerceptionLM has no frame default: pass ``num_frames=32`` (with
+  ``do_sample_frames=True``) to sample, otherwise every frame given is used.
 """
 
 from __future__ import annotations
@@ -93,8 +104,8 @@ __all__ = [
 SEED = 0
 TOKENIZER_VOCAB = 1024
 
-# Published parameter counts the stand-ins must reproduce (500m: derived from
-# the published config; the model card rounds it to "500M").
+# Published parameter counts the stand-ins must reproduce (500m: computed from
+# the architecture in NOTES.md, not checked against a published figure).
 EXPECTED_PARAMS = {
     "256m": 256_484_928,
     "500m": 507_482_304,
@@ -646,7 +657,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--family", choices=["smolvlm2", "perception_lm"], help="tiny random checkpoint")
-    what.add_argument("--size", help="full-size stand-in: " + ", ".join(FULL_SIZES))
+    what.add_argument(
+        "--size", help="full-size stand-in: " + ", ".join(FULL_SIZES) + " (with --count-only: a comma-separated list)"
+    )
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--dtype", choices=["bf16", "fp32", "fp16"], help="full-size only; default bf16 for 2.2b/plm-1b, else fp32")
     parser.add_argument("--device", default="cpu", help="full-size only: where to build the weights (cpu, cuda)")
@@ -657,11 +670,13 @@ def main(argv=None) -> int:
     if args.count_only:
         if not args.size:
             parser.error("--count-only needs --size")
-        size = _normalize_size(args.size)
-        n = count_full_size(size)
-        ok = n == EXPECTED_PARAMS[size]
-        print(json.dumps({"size": size, "params": n, "expected": EXPECTED_PARAMS[size], "ok": ok}))
-        return 0 if ok else 1
+        all_ok = True
+        for size in (_normalize_size(s) for s in args.size.split(",") if s.strip()):
+            n = count_full_size(size)
+            ok = n == EXPECTED_PARAMS[size]
+            all_ok &= ok
+            print(json.dumps({"size": size, "params": n, "expected": EXPECTED_PARAMS[size], "ok": ok}), flush=True)
+        return 0 if all_ok else 1
     if not args.out:
         parser.error("--out is required")
     if args.family:

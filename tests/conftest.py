@@ -1,0 +1,60 @@
+"""Shared fixtures. Everything runs offline: the hub is never contacted."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Must be set before transformers/gradio are imported anywhere in the test session.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="vlms-gradio-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests import media_factory, tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm(tmp_path_factory) -> Path:
+    return tiny_models.build_tiny_smolvlm2(tmp_path_factory.mktemp("tiny-smolvlm2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_plm(tmp_path_factory) -> Path:
+    return tiny_models.build_tiny_perception_lm(tmp_path_factory.mktemp("tiny-plm"))
+
+
+@pytest.fixture(scope="session", params=["smolvlm", "plm"])
+def tiny_model(request) -> Path:
+    """Both real architectures, one after the other."""
+    return request.getfixturevalue("tiny_smolvlm" if request.param == "smolvlm" else "tiny_plm")
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def sample_image(media_dir) -> Path:
+    return media_factory.make_image(media_dir / "scene.png", mode="RGB", size=(96, 64), fmt="PNG")
+
+
+@pytest.fixture(scope="session")
+def second_image(media_dir) -> Path:
+    return media_factory.make_image(media_dir / "other.jpg", mode="RGB", size=(64, 80), fmt="JPEG")
+
+
+@pytest.fixture(scope="session")
+def short_video(media_dir) -> Path:
+    return media_factory.make_video(media_dir / "short.mp4", seconds=6, fps=10, size=(96, 64), audio=True)
+
+
+@pytest.fixture(scope="session")
+def video_20s(media_dir) -> Path:
+    return media_factory.make_video(media_dir / "twenty.mp4", seconds=20, fps=15, size=(128, 96), audio=True)

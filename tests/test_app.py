@@ -1,0 +1,81 @@
+"""The app launched in-process on 127.0.0.1 and driven over HTTP with gradio_client."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests import media_factory
+from tests.app_server import serve
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_smolvlm):
+    with serve(tiny_smolvlm) as (url, _demo):
+        yield url
+
+
+@pytest.fixture()
+def client(app_url):
+    c = Client(app_url, verbose=False)
+    yield c
+    c.close()
+
+
+def _answer(history) -> str:
+    content = history[-1]["content"]
+    if isinstance(content, list):
+        return "".join(item.get("text", "") for item in content if isinstance(item, dict))
+    return content
+
+
+def _generate_threads():
+    return [t for t in threading.enumerate() if t.name == "vlms-generate"]
+
+
+def test_chat_with_an_image_streams_updates(client, sample_image):
+    job = client.submit({"text": "Describe", "files": [handle_file(str(sample_image))]}, [],
+                        max_new_tokens=24, api_name="/chat")
+    updates = list(job)
+    history, _textbox, stats, _frames = job.result()
+    assert len(updates) >= 2
+    assert history[-1]["role"] == "assistant" and _answer(history).strip()
+    assert "visual of" in stats and "new tokens" in stats
+
+
+def test_chat_with_a_20_second_video(client, video_20s):
+    history, _textbox, stats, frames = client.predict(
+        {"text": "What happens in this video?", "files": [handle_file(str(video_20s))]}, [],
+        max_new_tokens=12, api_name="/chat")
+    assert _answer(history).strip()
+    assert len(frames) == 20  # SmolVLM2 samples 1 fps: one frame per second of the clip
+    assert frames[0]["caption"] == "00:00.00"
+
+
+def test_broken_file_gives_a_clear_error_then_the_next_request_works(client, sample_image, tmp_path):
+    broken = media_factory.make_random_bytes(tmp_path / "broken.mp4")
+    with pytest.raises(Exception) as info:
+        client.predict({"text": "What is this?", "files": [handle_file(str(broken))]}, [], api_name="/chat")
+    message = str(info.value)
+    assert "Traceback" not in message and ("video" in message.lower() or "image" in message.lower())
+    history, *_ = client.predict({"text": "Describe", "files": [handle_file(str(sample_image))]}, [],
+                                 max_new_tokens=8, api_name="/chat")
+    assert _answer(history).strip()
+
+
+def test_job_cancel_stops_the_generation_thread(client, sample_image):
+    job = client.submit({"text": "Tell a long story", "files": [handle_file(str(sample_image))]}, [],
+                        max_new_tokens=2000, api_name="/chat")
+    deadline = time.time() + 60
+    while not _generate_threads() and time.time() < deadline:
+        time.sleep(0.05)
+    assert _generate_threads(), "generation never started"
+    time.sleep(0.3)
+    job.cancel()
+    started = time.time()
+    while _generate_threads() and time.time() - started < 2.0:
+        time.sleep(0.05)
+    assert not _generate_threads(), "the generation thread outlived job.cancel() by 2 s"
