@@ -151,7 +151,7 @@ def _examples(textbox) -> None:
     candidates = [
         ("scene.jpg", "What is in this picture?"),
         ("chart.png", "What does this chart show?"),
-        ("clip.mp4", "Describe what happens in this video."),
+        ("example.mp4", "Describe what happens in this video."),
     ]
     examples = [
         [{"text": prompt, "files": [str(ASSETS_DIR / name)]}]

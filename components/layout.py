@@ -26,6 +26,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 about = gr.Markdown()
         demo.load(lambda: (status.banner(), _about(config, status)), None, [banner, about], api_name=False)
+        # Poll while the default model loads so the banner clears (or shows the failure) by itself.
+        timer = gr.Timer(1.0, active=config.preload)
+        timer.tick(lambda: (status.banner(), _about(config, status), gr.Timer(active=status.state == "loading")),
+                   None, [banner, about, timer], api_name=False, show_progress="hidden")
     demo.vlm_status = status
     if config.preload:
         status.preload()

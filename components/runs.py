@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from contextlib import contextmanager
 
 
 class ActiveRuns:
@@ -23,6 +24,15 @@ class ActiveRuns:
             self._runs[key].discard(event)
             if not self._runs[key]:
                 del self._runs[key]
+
+    @contextmanager
+    def running(self, key: str):
+        """``start`` on entry and ``finish`` on exit, however the run ends; yields the cancel event."""
+        event = self.start(key)
+        try:
+            yield event
+        finally:
+            self.finish(key, event)
 
     def cancel(self, key: str) -> int:
         """Set every cancel event of ``key``; returns how many runs were told to stop."""

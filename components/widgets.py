@@ -80,21 +80,33 @@ def video_controls(limits: Limits) -> tuple[gr.Slider, gr.Slider]:
     return fps, frames
 
 
+def chunk_stats(chunk) -> list[str]:
+    """Speed and length of an answer so far (Chat and both Compare panes show the same figures)."""
+    if chunk is None:
+        return []
+    parts = []
+    if chunk.time_to_first_token is not None:
+        parts.append(f"first token {chunk.time_to_first_token:.2f} s")
+    if chunk.tokens_per_second:
+        parts.append(f"{chunk.tokens_per_second:.1f} tok/s")
+    parts.append(f"{chunk.generated_tokens} new tokens")
+    return parts
+
+
+def finish_note(chunk) -> list[str]:
+    if chunk is not None and chunk.finish_reason == "cancelled":
+        return ["stopped"]
+    if chunk is not None and chunk.finish_reason == "length":
+        return ["hit the new-token limit"]
+    return []
+
+
 def format_stats(chunk, prepared) -> str:
     """The stats line shown under the answer (never inside the reply text)."""
-    parts = []
-    if chunk is not None and chunk.time_to_first_token is not None:
-        parts.append(f"first token {chunk.time_to_first_token:.2f} s")
-    if chunk is not None and chunk.tokens_per_second:
-        parts.append(f"{chunk.tokens_per_second:.1f} tok/s")
-    if chunk is not None:
-        parts.append(f"{chunk.generated_tokens} new tokens")
+    parts = chunk_stats(chunk)
     parts.append(f"{prepared.visual_tokens:,} visual of {prepared.prompt_tokens:,} prompt tokens")
     parts.append(prepared.loaded.description)
-    if chunk is not None and chunk.finish_reason == "cancelled":
-        parts.append("stopped")
-    elif chunk is not None and chunk.finish_reason == "length":
-        parts.append("hit the new-token limit")
+    parts += finish_note(chunk)
     line = " · ".join(parts)
     notes = "".join(f"\n\n> {notice}" for notice in prepared.notices)
     return line + notes

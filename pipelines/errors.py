@@ -58,6 +58,12 @@ class OutOfMemoryError(VLMError):
     title = "Out of memory"
 
 
+class NotEnoughMemoryError(VLMError):
+    """Checked BEFORE loading: the models asked for do not fit in the memory that is free."""
+
+    title = "Not enough memory"
+
+
 class RenderError(VLMError):
     """ffmpeg failed while writing a video; no partial file was left behind."""
 

@@ -56,9 +56,7 @@ _cache_lock = threading.Lock()
 
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None) -> LoadedModel:
-    spec = resolve(name)
-    chosen_device = choose_device(device)
-    chosen_dtype = choose_dtype(chosen_device, dtype)
+    spec, chosen_device, chosen_dtype = resolve_placement(name, device, dtype)
     key = (spec.source, chosen_device, chosen_dtype)
     with _cache_lock:
         if key in _cache:
@@ -69,6 +67,36 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
         loaded = _load_uncached(spec, chosen_device, chosen_dtype)
         _cache[key] = loaded
         return loaded
+
+
+def resolve_placement(name: str, device: str | None = None, dtype: str | None = None) -> tuple[ModelSpec, str, torch.dtype]:
+    """The spec, device and dtype ``load_model`` would use, without loading anything."""
+    spec = resolve(name)
+    chosen_device = choose_device(device)
+    return spec, chosen_device, choose_dtype(chosen_device, dtype)
+
+
+def is_loaded(name: str, device: str | None = None, dtype: str | None = None) -> bool:
+    spec, chosen_device, chosen_dtype = resolve_placement(name, device, dtype)
+    with _cache_lock:
+        return (spec.source, chosen_device, chosen_dtype) in _cache
+
+
+def unload_model(name: str, device: str | None = None, dtype: str | None = None) -> bool:
+    """Drop one model from the cache and free its memory (once no running request holds it).
+
+    Compare's one-after-the-other mode calls this between its two runs when both models do not
+    fit at once. Returns whether the model was cached.
+    """
+    spec, chosen_device, chosen_dtype = resolve_placement(name, device, dtype)
+    with _cache_lock:
+        loaded = _cache.pop((spec.source, chosen_device, chosen_dtype), None)
+    if loaded is None:
+        return False
+    log.info("Unloading %s", loaded.description)
+    del loaded
+    free_memory()
+    return True
 
 
 def cached_models() -> list[LoadedModel]:
@@ -113,11 +141,12 @@ def _load_uncached(spec: ModelSpec, device: str, dtype: torch.dtype) -> LoadedMo
 
 
 def _unavailable_message(spec: ModelSpec, error: Exception) -> str:
-    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    text = str(error).strip()
+    reason = text.splitlines()[0][:200].rstrip(". ") if text else type(error).__name__
     if spec.is_local:
         return f"Could not load the checkpoint in '{spec.source}': {reason}"
     return (
         f"Could not load {spec.label} ({spec.source}): {reason}. If this machine has no internet "
-        f"access, download the model elsewhere (huggingface-cli download {spec.source} --local-dir DIR), "
+        f"access, download the model elsewhere (hf download {spec.source} --local-dir DIR), "
         f"copy DIR here and start the app with: python app.py --model DIR"
     )

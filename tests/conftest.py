@@ -52,7 +52,7 @@ def second_image(media_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def short_video(media_dir) -> Path:
-    return media_factory.make_video(media_dir / "short.mp4", seconds=6, fps=10, size=(96, 64), audio=True)
+    return media_factory.make_video(media_dir / "short.mp4", seconds=6, fps=10, size=(128, 96), audio=True)
 
 
 @pytest.fixture(scope="session")

@@ -456,6 +456,9 @@ _PLM_SPECS = {
         tile=64,
         max_num_tiles=4,
         dtype=torch.float32,
+        # Untied: with tied embeddings a 2-layer random model mostly echoes its last input token
+        # (the prompt ends in "\n\n", so it would answer only newlines). Untying costs nothing.
+        tie_embeddings=False,
     ),
     "plm-1b": dict(
         # Llama-3.2-1B shapes.
@@ -471,6 +474,7 @@ _PLM_SPECS = {
         tile=448,
         max_num_tiles=36,
         dtype=torch.bfloat16,
+        tie_embeddings=True,  # as published; the parameter count depends on it
     ),
 }
 
@@ -488,7 +492,7 @@ def _plm_config(spec: dict, tokenizer):
         hidden_act="silu",
         head_dim=text["hidden_size"] // text["num_attention_heads"],
         rope_parameters=dict(spec["rope"]),
-        tie_word_embeddings=True,
+        tie_word_embeddings=spec["tie_embeddings"],
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -508,7 +512,7 @@ def _plm_config(spec: dict, tokenizer):
         projector_pooling_ratio=2,
         image_token_id=tokenizer.image_token_id,
         video_token_id=tokenizer.video_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=spec["tie_embeddings"],
     )
 
 
