@@ -3,12 +3,17 @@
 Callbacks are thin: Gradio values -> pipelines.compare -> answer text and stats lines. The images
 are shown with the captions the prompt gives them ("Image 1", ...), so answers can be followed.
 
-API: ``/compare`` (images, question, model, settings...) -> (answer, stats, labelled gallery) and
+API: ``/compare`` (images, question, model, settings...) -> (answer, stats) and
 ``/compare_models`` (model_a, model_b, question, images, video, sequential, settings...) ->
-(answer A, stats A, answer B, stats B); ``/compare_stop`` stops both kinds of run.
+(answer A, stats A, answer B, stats B); ``/compare_stop`` stops both kinds of run. Every input
+after the first ones a client naturally passes has a default, so clients may omit it. The stats
+of ``/compare`` start with the image legend ("Image 1 = scene.jpg · ..."), the same names the
+gallery captions show.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import gradio as gr
 
@@ -23,6 +28,7 @@ from pipelines.compare import (
     start_multi_image,
     stream_side_by_side,
 )
+from pipelines.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from pipelines.memory import format_bytes
 
 from .adapter import ui_errors
@@ -82,9 +88,12 @@ def build_compare_tab(config: AppConfig) -> None:
                                           "sharing the device token by token.", elem_id="compare-sequential")
             controls = generation_controls(limits)
 
-    def ask_about_images(files, question, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
-                         image_detail, request: gr.Request = None):
+    # Defaults on every parameter after the natural first ones: gradio_client may then omit them.
+    def ask_about_images(files, question, model=config.model, system_prompt="", max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+                         greedy=True, temperature=DEFAULT_TEMPERATURE, top_p=DEFAULT_TOP_P, image_detail="auto",
+                         request: gr.Request = None):
         paths = file_paths(files)
+        legend = image_legend(paths)
         with RUNS.running(session_key(request, SCOPE)) as cancel:
             with ui_errors():
                 stream = start_multi_image(
@@ -93,17 +102,18 @@ def build_compare_tab(config: AppConfig) -> None:
                     system_prompt=system_prompt or "", image_detail=image_detail or "auto",
                 )
             try:
-                yield "", format_stats(None, stream.prepared), labelled(paths)
+                yield "", f"{legend}\n\n{format_stats(None, stream.prepared)}"
                 text = ""
                 with ui_errors():
                     for chunk in stream:
                         text += chunk.text
-                        yield text, format_stats(chunk, stream.prepared), gr.skip()
+                        yield text, f"{legend}\n\n{format_stats(chunk, stream.prepared)}"
             finally:
                 stream.close()
 
-    def compare_models(model_a, model_b, question, files, video, sequential, system_prompt, max_new_tokens, greedy,
-                       temperature, top_p, image_detail, request: gr.Request = None):
+    def compare_models(model_a, model_b, question, files=None, video=None, sequential=False, system_prompt="",
+                       max_new_tokens=DEFAULT_MAX_NEW_TOKENS, greedy=True, temperature=DEFAULT_TEMPERATURE,
+                       top_p=DEFAULT_TOP_P, image_detail="auto", request: gr.Request = None):
         with ui_errors():
             pair = side_by_side_requests(
                 model_a, model_b, question, file_paths(files), video or None, limits,
@@ -123,7 +133,7 @@ def build_compare_tab(config: AppConfig) -> None:
         RUNS.cancel(session_key(request, SCOPE))
 
     settings = controls.components()
-    asked = ask.click(ask_about_images, [images, question, model, *settings], [answer, stats, gallery],
+    asked = ask.click(ask_about_images, [images, question, model, *settings], [answer, stats],
                       api_name="compare", concurrency_id="model", concurrency_limit=config.concurrency)
     compared = versus.click(compare_models, [model_a, model_b, question, images, video, sequential, *settings],
                             [answer_a, stats_a, answer_b, stats_b], api_name="compare_models",
@@ -160,6 +170,11 @@ def file_paths(files) -> list[str]:
 def labelled(paths: list[str]) -> list[tuple[str, str]]:
     """Gallery items captioned exactly as the prompt names the images."""
     return list(zip(paths, image_labels(len(paths))))
+
+
+def image_legend(paths: list[str]) -> str:
+    """Which uploaded file each label stands for (file names only, never server paths)."""
+    return " · ".join(f"{label} = {Path(path).name}" for path, label in labelled(paths))
 
 
 def pane_outputs(panes: tuple[PaneState, PaneState]) -> tuple[str, str, str, str]:
