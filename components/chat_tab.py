@@ -97,13 +97,15 @@ def build_chat_tab(config: AppConfig) -> None:
     def stop_run(request: gr.Request = None):
         RUNS.cancel(session_key(request, "chat"))
 
-    def retry_last(history, *rest, request: gr.Request = None):
+    def retry_last(history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
+                   image_detail, video_fps, frames_limit, request: gr.Request = None):
         history = copy.deepcopy(history or [])
         last_user = _last_user_index(history)
         if last_user is None:
             raise gr.Error("There is nothing to retry yet.")
         message = textbox_value(history[last_user])
-        yield from respond(message, history[:last_user], *rest, request=request)
+        yield from respond(message, history[:last_user], model, system_prompt, max_new_tokens, greedy,
+                           temperature, top_p, image_detail, video_fps, frames_limit, request=request)
 
     def undo_last(history):
         history = copy.deepcopy(history or [])

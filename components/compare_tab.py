@@ -69,16 +69,16 @@ def build_compare_tab(config: AppConfig) -> None:
                 versus = gr.Button("Compare two models", variant="primary", elem_id="compare-models")
                 stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
             answer = gr.Textbox(label="Answer", lines=6, interactive=False, buttons=["copy"], elem_id="compare-answer")
-            stats = gr.Markdown(elem_id="compare-stats")
+            stats = gr.Markdown(label="Stats", elem_id="compare-stats")
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=240):
-                    answer_a = gr.Textbox(label="Model A", lines=8, interactive=False, buttons=["copy"],
+                    answer_a = gr.Textbox(label="Answer A", lines=8, interactive=False, buttons=["copy"],
                                           elem_id="compare-answer-a")
-                    stats_a = gr.Markdown(elem_id="compare-stats-a")
+                    stats_a = gr.Markdown(label="Stats A", elem_id="compare-stats-a")
                 with gr.Column(min_width=240):
-                    answer_b = gr.Textbox(label="Model B", lines=8, interactive=False, buttons=["copy"],
+                    answer_b = gr.Textbox(label="Answer B", lines=8, interactive=False, buttons=["copy"],
                                           elem_id="compare-answer-b")
-                    stats_b = gr.Markdown(elem_id="compare-stats-b")
+                    stats_b = gr.Markdown(label="Stats B", elem_id="compare-stats-b")
         with gr.Column(scale=1, min_width=260):
             model = model_picker(config.model, label="Model (Ask)", elem_id="compare-model")
             model_a = model_picker(config.model, label="Model A", elem_id="compare-model-a")
@@ -193,6 +193,8 @@ def pane_stats(pane: PaneState) -> str:
     parts = [f"**{info.description}**", *chunk_stats(pane.last),
              f"{info.visual_tokens:,} visual of {info.prompt_tokens:,} prompt tokens",
              f"weights {format_bytes(info.weights_bytes)}"]
+    if info.video_frames:
+        parts.insert(-2, f"{info.video_frames} video frames")
     if pane.peak_memory is not None:
         parts.append(f"peak memory {format_bytes(pane.peak_memory)} ({pane.memory_note})")
     parts += finish_note(pane.last)

@@ -235,6 +235,7 @@ class PaneInfo:
     description: str
     prompt_tokens: int
     visual_tokens: int
+    video_frames: int  # frames of the video this model sampled (each family its own way)
     weights_bytes: int
     notices: tuple[str, ...]
 
@@ -355,7 +356,7 @@ def _run_pane(index: int, request: ChatRequest, runtime: Runtime, cancel, events
 def _pane_info(stream: ChatStream) -> PaneInfo:
     prepared = stream.prepared
     return PaneInfo(prepared.loaded.description, prepared.prompt_tokens, prepared.visual_tokens,
-                    memory.weights_bytes(prepared.loaded.model), tuple(prepared.notices))
+                    len(prepared.frames_seen), memory.weights_bytes(prepared.loaded.model), tuple(prepared.notices))
 
 
 def _merge(events, panes, workers) -> Iterator[PaneUpdate]:

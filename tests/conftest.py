@@ -9,14 +9,23 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="vlms-gradio-"))
+_GRADIO_TEMP = tempfile.mkdtemp(prefix="vlms-gradio-")
+os.environ["GRADIO_TEMP_DIR"] = _GRADIO_TEMP
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from tests import media_factory, tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_gradio_temp_dir():
+    """Uploads and outputs of the in-process servers go to one temp dir, removed at the end."""
+    yield
+    shutil.rmtree(_GRADIO_TEMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

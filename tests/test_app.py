@@ -33,6 +33,20 @@ def _answer(history) -> str:
     return content
 
 
+def _resendable(history):
+    """History as returned has plain server paths; files must be wrapped again to be sent back."""
+    def item(content):
+        if isinstance(content, dict) and content.get("type") == "file":
+            return {"type": "file", "file": handle_file(content["file"]["path"] if isinstance(content["file"], dict)
+                                                        else content["file"])}
+        return content
+    return [{**m, "content": [item(c) for c in m["content"]]} for m in history]
+
+
+def _texts(history):
+    return [(m["role"], [c.get("text") for c in m["content"]]) for m in history]
+
+
 def _generate_threads():
     return [t for t in threading.enumerate() if t.name == "vlms-generate"]
 
@@ -82,3 +96,32 @@ def test_job_cancel_stops_the_generation_thread(client, sample_image):
     while _generate_threads() and time.time() - started < 2.0:
         time.sleep(0.05)
     assert not _generate_threads(), "the generation thread outlived job.cancel() by 2 s"
+
+
+def test_stop_button_endpoint_stops_this_sessions_generation(client, sample_image):
+    job = client.submit({"text": "Tell a long story", "files": [handle_file(str(sample_image))]}, [],
+                        max_new_tokens=2000, api_name="/chat")
+    deadline = time.time() + 60
+    while not _generate_threads() and time.time() < deadline:
+        time.sleep(0.05)
+    assert _generate_threads(), "generation never started"
+    client.predict(api_name="/chat_stop")
+    started = time.time()
+    while _generate_threads() and time.time() - started < 2.0:
+        time.sleep(0.05)
+    assert not _generate_threads(), "Stop did not end the generation thread within 2 s"
+    job.cancel()
+
+
+def test_retry_replaces_the_last_answer_and_keeps_earlier_turns(client, sample_image):
+    first, *_ = client.predict({"text": "Describe", "files": [handle_file(str(sample_image))]}, [],
+                               max_new_tokens=6, api_name="/chat")
+    second, *_ = client.predict({"text": "And the colours?", "files": []}, _resendable(first), max_new_tokens=6,
+                                api_name="/chat")
+    retried, _textbox, stats, _frames = client.predict(_resendable(second), max_new_tokens=6,
+                                                       api_name="/chat_retry")
+    assert len(retried) == len(second)
+    assert [m["role"] for m in retried] == [m["role"] for m in second]
+    assert _texts(retried[: len(first)]) == _texts(second[: len(first)])  # earlier turns untouched
+    assert sum(1 for m in retried for c in m["content"] if c.get("type") == "file") == 1  # image kept
+    assert "And the colours?" in str(retried[-2]["content"]) and "new tokens" in stats
