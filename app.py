@@ -16,6 +16,9 @@ import os
 import tempfile
 from pathlib import Path
 
+# zerogpu first (keep it above the others): on a ZeroGPU Space `spaces` must patch torch before
+# anything initialises CUDA.
+from pipelines import __version__, zerogpu  # isort: skip
 from components.config import ASSETS_DIR, AppConfig
 from pipelines.limits import LIMITS
 from pipelines.registry import DEFAULT_CPU_MODEL, DEFAULT_CUDA_MODEL, REGISTRY
@@ -39,15 +42,17 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
                              f"(default: {DEFAULT_CUDA_MODEL} with CUDA, else {DEFAULT_CPU_MODEL})")
     parser.add_argument("--device", default=env("DEVICE", "auto"), help="auto, cpu or cuda (default auto)")
     parser.add_argument("--dtype", default=env("DTYPE", "auto"), help="auto, bf16, fp16 or fp32 (default auto)")
-    parser.add_argument("--host", default=env("HOST", "127.0.0.1"),
+    # Spaces (and other Gradio hosts) say where to listen through GRADIO_SERVER_NAME/PORT.
+    parser.add_argument("--host", default=env("HOST", environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve your network)")
-    parser.add_argument("--port", type=int, default=int(env("PORT", 0)) or None,
+    parser.add_argument("--port", type=int, default=int(env("PORT", environ.get("GRADIO_SERVER_PORT", 0))) or None,
                         help="port (default: 7860 or the next free one)")
     parser.add_argument("--share", action="store_true", default=env("SHARE", "") in ("1", "true", "yes"),
                         help="create a public gradio.live share link (off by default)")
     parser.add_argument("--max-file-size", type=float, default=float(env("MAX_UPLOAD_MB", LIMITS.max_upload_mb.value)),
                         metavar="MB", help=f"largest upload in MB (default {LIMITS.max_upload_mb.value:g})")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead")
+    parser.add_argument("--version", action="version", version=f"VLM Studio {__version__}")
     args = parser.parse_args(argv)
     return AppConfig(
         model=args.model or default_model(),
@@ -73,6 +78,11 @@ def launch(config: AppConfig, **overrides):
 
     prepare_temp_dir()
     demo = build_app(config)
+    if config.preload and zerogpu.on_space():
+        # On a Space the default model is loaded BEFORE the server starts: the first visitor never
+        # waits for it, and ZeroGPU moves only weights that exist at start-up onto its GPUs.
+        logging.getLogger("vlm_studio").info("Space: loading %s before serving", config.model)
+        demo.vlm_status.wait()
     demo.queue(max_size=int(config.limits.queue_size.value))
     options = dict(
         server_name=config.host,

@@ -21,7 +21,14 @@ from .runs import ActiveRuns, session_key
 from .widgets import format_stats, generation_controls, model_picker, settings_from, video_controls
 
 THUMBNAIL_PX = 224
+# Tall enough to read, short enough that the message box stays on a 768 px laptop screen
+# (the header above takes ~330 px); never under 300 px on a phone.
+CHAT_HEIGHT = "max(300px, calc(100dvh - 330px))"
 RUNS = ActiveRuns()
+# While no token arrives (prefill, or another request holds the device) the reply generator
+# still yields this often, unchanged (Gradio sends an empty diff): Gradio can close a generator
+# only between yields, and closing it is how job.cancel and a dropped connection reach the worker.
+HEARTBEAT_S = 0.25
 
 HOW_TO = (
     "Attach images or a video (📎 or drag and drop), type a question and press Enter. "
@@ -34,17 +41,18 @@ def build_chat_tab(config: AppConfig) -> None:
     gr.Markdown(HOW_TO)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=320):
-            chatbot = gr.Chatbot(label="Conversation", height=520, buttons=["copy"], elem_id="chat-bot")
+            chatbot = gr.Chatbot(label="Conversation", height=CHAT_HEIGHT, buttons=["copy"], elem_id="chat-bot")
             textbox = gr.MultimodalTextbox(
                 file_types=["image", "video"], file_count="multiple", sources=["upload"],
                 placeholder="Ask about an image or a video…", label="Message", show_label=False,
                 elem_id="chat-input",
             )
             with gr.Row():
-                stop = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1)
-                retry = gr.Button("Retry", elem_id="chat-retry", scale=1)
-                undo = gr.Button("Undo", elem_id="chat-undo", scale=1)
-                clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+                # A small min_width keeps the four buttons on one row on a phone.
+                stop = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1, min_width=60)
+                retry = gr.Button("Retry", elem_id="chat-retry", scale=1, min_width=60)
+                undo = gr.Button("Undo", elem_id="chat-undo", scale=1, min_width=60)
+                clear = gr.Button("Clear", elem_id="chat-clear", scale=1, min_width=60)
             stats = gr.Markdown(elem_id="chat-stats")
             frames = gr.Gallery(label="What the model sees (frames of the last video, with timestamps)",
                                 columns=8, height="auto", elem_id="chat-frames")
@@ -72,7 +80,7 @@ def build_chat_tab(config: AppConfig) -> None:
             key = session_key(request, "chat")
             cancel = RUNS.start(key)
             try:
-                stream = start_chat(chat_request, config.runtime, cancel)
+                stream = start_chat(chat_request, config.runtime, cancel, heartbeat_s=HEARTBEAT_S)
             except BaseException:
                 RUNS.finish(key, cancel)
                 raise

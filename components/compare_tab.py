@@ -38,6 +38,10 @@ from .widgets import chunk_stats, finish_note, format_stats, generation_controls
 
 RUNS = ActiveRuns()
 SCOPE = "compare"
+# While nothing new arrives (prefill, or the other model holds the device) the callbacks still
+# yield this often, unchanged: Gradio can close a generator (Stop, job.cancel, a dropped
+# connection) only between yields. Same reasoning as the Chat tab.
+HEARTBEAT_S = 0.25
 
 HOW_TO = (
     "Upload **2 or more images** and ask about them together (**Ask**), or let **two models** answer the "
@@ -53,7 +57,7 @@ def build_compare_tab(config: AppConfig) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=320):
             images = gr.File(file_count="multiple", file_types=["image"], type="filepath",
-                             label=f"Images (2 to {most} to ask about together; any number up to {most} for two models)",
+                             label=f"Images (up to {most}; Ask needs at least 2)",
                              elem_id="compare-images")
             gallery = gr.Gallery(label="How the model will name them", columns=4, height="auto",
                                  interactive=False, elem_id="compare-gallery")
@@ -97,7 +101,7 @@ def build_compare_tab(config: AppConfig) -> None:
         with RUNS.running(session_key(request, SCOPE)) as cancel:
             with ui_errors():
                 stream = start_multi_image(
-                    model, paths, question, config.runtime, cancel,
+                    model, paths, question, config.runtime, cancel, HEARTBEAT_S,
                     settings=settings_from(max_new_tokens, greedy, temperature, top_p),
                     system_prompt=system_prompt or "", image_detail=image_detail or "auto",
                 )
@@ -121,7 +125,8 @@ def build_compare_tab(config: AppConfig) -> None:
                 system_prompt=system_prompt or "", image_detail=image_detail or "auto",
             )
         with RUNS.running(session_key(request, SCOPE)) as cancel:
-            updates = stream_side_by_side(*pair, config.runtime, cancel, sequential=bool(sequential))
+            updates = stream_side_by_side(*pair, config.runtime, cancel, sequential=bool(sequential),
+                                          heartbeat_s=HEARTBEAT_S)
             try:
                 with ui_errors():
                     for update in updates:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines import media
+from pipelines import isolation
 from pipelines.errors import BadInputError
 from pipelines.messages import Attachment, Turn
 
@@ -45,8 +45,11 @@ def to_turns(history: list[dict]) -> tuple[Turn, ...]:
 
 
 def _attachment(path: str) -> Attachment:
-    kind = media.file_kind(path)
+    kind = isolation.file_kind(path)  # FFmpeg probes untrusted bytes in a bounded child
     if kind is None:
+        specific = isolation.unreadable_reason(path)  # empty, audio only, damaged...
+        if specific is not None:
+            raise specific
         raise BadInputError(
             f"'{Path(path).name}' is neither an image nor a video this app can read. "
             "Use JPEG, PNG, WEBP, GIF, BMP or TIFF images, or MP4, WEBM, MKV, MOV or AVI videos."

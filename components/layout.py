@@ -5,7 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from .chat_tab import build_chat_tab
+from .compare_tab import build_compare_tab
 from .config import AppConfig
+from .highlights_tab import build_highlights_tab
 from .status import ModelStatus
 
 TITLE = "VLM Studio"
@@ -23,6 +25,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 build_chat_tab(config)
+            with gr.Tab("Compare", id="compare"):
+                build_compare_tab(config)
+            with gr.Tab("Highlights", id="highlights"):
+                build_highlights_tab(config)
             with gr.Tab("About", id="about"):
                 about = gr.Markdown()
         demo.load(lambda: (status.banner(), _about(config, status)), None, [banner, about], api_name=False)
@@ -37,17 +43,20 @@ def build_app(config: AppConfig) -> gr.Blocks:
 
 
 def _about(config: AppConfig, status: ModelStatus) -> str:
+    import platform
     from importlib.metadata import version
 
     import torch
 
+    from pipelines import __version__, zerogpu
     from pipelines.devices import choose_device, choose_dtype, dtype_name
 
     device = choose_device(config.device)
     dtype = dtype_name(choose_dtype(device, config.dtype))
     versions = ", ".join(f"{name} {version(name)}" for name in ("gradio", "transformers", "torch"))
     return (
-        f"**Default model:** {config.model}  \n**Device:** {device} ({dtype}); "
-        f"CUDA available: {torch.cuda.is_available()}  \n**Status:** {status.state} {status.message}  \n"
-        f"**Versions:** {versions}"
+        f"**{TITLE}** {__version__}  \n**Default model:** {config.model}  \n**Device:** {device} ({dtype}); "
+        f"CUDA available: {torch.cuda.is_available()}; ZeroGPU: {'yes' if zerogpu.enabled() else 'no'}  \n"
+        f"**Status:** {status.message or status.state}  \n"
+        f"**Versions:** Python {platform.python_version()}, {versions}"
     )

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from pipelines.errors import VLMError
+from pipelines.loading import needs_download
 
 from .config import AppConfig
 
@@ -19,11 +21,15 @@ class ModelStatus:
         self.config = config
         self.state = "idle"  # idle | loading | ready | failed
         self.message = ""
+        self.downloading = False  # the default model is not in the local cache: it is fetched first
+        self.started_at: float | None = None
         self._thread: threading.Thread | None = None
 
     def preload(self) -> None:
         if self._thread is None:
             self.state = "loading"
+            self.downloading = needs_download(self.config.model)
+            self.started_at = time.monotonic()
             self._thread = threading.Thread(target=self._load, name="vlms-preload", daemon=True)
             self._thread.start()
 
@@ -47,5 +53,10 @@ class ModelStatus:
         if self.state == "failed":
             return f"⚠️ **The default model could not be loaded.** {self.message}"
         if self.state == "loading":
-            return f"⏳ Loading {self.config.model} … the first answer starts when it is ready."
+            elapsed = int(time.monotonic() - (self.started_at or time.monotonic()))
+            if self.downloading:
+                return (f"⏳ Downloading and loading **{self.config.model}** … {elapsed} s (the first start "
+                        "downloads the model; progress is shown in the terminal / server log). The first "
+                        "answer starts when it is ready.")
+            return f"⏳ Loading **{self.config.model}** … {elapsed} s. The first answer starts when it is ready."
         return ""

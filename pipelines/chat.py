@@ -1,8 +1,10 @@
 """Chat: a conversation with media in, a stream of text chunks out.
 
-Contract: ``start_chat(request, runtime, cancel=None) -> ChatStream``. All checks, media decoding
-(once per request) and preprocessing happen in ``start_chat``, so bad input raises a typed error
-before any generation starts. Iterating the stream yields ``generation.Chunk``s; ``stream.prepared``
+Contract: ``start_chat(request, runtime, cancel=None, heartbeat_s=None) -> ChatStream``. All checks,
+media decoding (once per request) and preprocessing happen in ``start_chat``, so bad input raises a
+typed error before any generation starts. Videos are decoded in a child process bounded in time and
+memory (pipelines.isolation), which ``cancel`` also stops; ``heartbeat_s`` is passed to
+``generation.stream_generate``. Iterating the stream yields ``generation.Chunk``s; ``stream.prepared``
 tells what the model was given (token counts, the video frames with their timestamps, notices).
 """
 
@@ -14,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from . import media
-from .errors import BadInputError, InputTooLongError
+from . import isolation, media
+from .errors import BadInputError, InputTooLongError, OutOfMemoryError
 from .generation import Chunk, GenerationSettings, stream_generate
 from .loading import LoadedModel
 from .messages import IMAGE, VIDEO, BuiltConversation, Turn, build_messages
@@ -51,10 +53,12 @@ class PreparedChat:
 class ChatStream:
     """Iterate for chunks; ``cancel()`` from any thread stops the generation thread."""
 
-    def __init__(self, prepared: PreparedChat, cancel: threading.Event):
+    def __init__(self, prepared: PreparedChat, cancel: threading.Event, heartbeat_s: float | None = None,
+                 stall_s: float | None = None):
         self.prepared = prepared
         self.cancel_event = cancel
-        self._chunks = stream_generate(prepared.loaded, prepared.inputs, prepared.settings, cancel)
+        self._chunks = stream_generate(prepared.loaded, prepared.inputs, prepared.settings, cancel,
+                                       heartbeat_s=heartbeat_s, stall_s=stall_s)
 
     def __iter__(self):
         return self._chunks
@@ -67,12 +71,14 @@ class ChatStream:
         self._chunks.close()
 
 
-def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> ChatStream:
-    prepared = prepare_chat(request, runtime)
-    return ChatStream(prepared, cancel or threading.Event())
+def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None,
+               heartbeat_s: float | None = None) -> ChatStream:
+    cancel = cancel or threading.Event()
+    prepared = prepare_chat(request, runtime, cancel)
+    return ChatStream(prepared, cancel, heartbeat_s, float(runtime.limits.generation_stall_s.value))
 
 
-def prepare_chat(request: ChatRequest, runtime: Runtime) -> PreparedChat:
+def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> PreparedChat:
     _check_request(request, runtime)
     loaded = runtime.load(request.model)
     fps, max_frames = video_sampling(loaded, request, runtime)
@@ -80,7 +86,7 @@ def prepare_chat(request: ChatRequest, runtime: Runtime) -> PreparedChat:
         list(request.turns),
         loaded.spec.family,
         load_image=lambda path: media.open_image(path, runtime.limits),
-        load_video=lambda path: _load_video_cached(path, fps, max_frames, runtime),
+        load_video=lambda path: _load_video_cached(path, fps, max_frames, runtime, cancel),
         system_prompt=request.system_prompt,
     )
     detail = resolve_detail(request.image_detail, loaded)
@@ -105,6 +111,41 @@ def encode(loaded: LoadedModel, built: BuiltConversation, detail: str) -> dict:
             return_tensors="pt",
             sanitize_control_tokens=True,
             processor_kwargs=processor_kwargs,
+        )
+    except (ValueError, TypeError) as error:
+        raise BadInputError(f"The model's processor could not prepare this input: {error}") from error
+    except MemoryError:
+        raise OutOfMemoryError("Preparing this input for the model ran out of memory. Use fewer or smaller "
+                               "images, fewer frames or a lower image detail.") from None
+    return inputs.to(loaded.device, dtype=loaded.dtype)
+
+
+def encode_batch(loaded: LoadedModel, builts: list[BuiltConversation], detail: str) -> dict:
+    """Several conversations -> ONE padded batch of model inputs (for batched scoring).
+
+    Rows are LEFT-padded, so the last position of every row is its own last prompt token: the
+    logits there are each row's first answer token (see pipelines/scoring.py). Every
+    conversation must hold the same kinds of media; on PerceptionLM, videos must have the same
+    number of frames (its processor takes one ``num_frames`` for the whole call).
+    """
+    if not builts:
+        raise BadInputError("Nothing to encode.")
+    kwargs = _processor_kwargs(loaded, builts[0], detail)
+    if builts[0].videos:
+        kwargs["video_metadata"] = [transformers_metadata(clip) for built in builts for clip in built.videos]
+        counts = {len(built.videos[-1].sample.indices) for built in builts}
+        if loaded.spec.family == PERCEPTION_LM and len(counts) > 1:
+            raise BadInputError("Every video in one PerceptionLM batch needs the same number of frames.")
+    kwargs.update(padding=True, padding_side="left")
+    try:
+        inputs = loaded.processor.apply_chat_template(
+            [built.messages for built in builts],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            sanitize_control_tokens=True,
+            processor_kwargs=kwargs,
         )
     except (ValueError, TypeError) as error:
         raise BadInputError(f"The model's processor could not prepare this input: {error}") from error
@@ -211,15 +252,17 @@ _video_cache_lock = threading.Lock()
 _VIDEO_CACHE_SIZE = 2
 
 
-def _load_video_cached(path: str, fps: float | None, max_frames: int, runtime: Runtime) -> media.VideoClip:
-    """History videos are re-sent every turn; decode each (file, sampling) once, not every turn."""
+def _load_video_cached(path: str, fps: float | None, max_frames: int, runtime: Runtime,
+                       cancel: threading.Event | None = None) -> media.VideoClip:
+    """History videos are re-sent every turn; decode each (file, sampling) once, not every turn.
+    Uploaded videos are untrusted: they are decoded in a bounded child process."""
     stat = Path(path).stat()
     key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, fps, max_frames)
     with _video_cache_lock:
         if key in _video_cache:
             _video_cache.move_to_end(key)
             return _video_cache[key]
-    clip = media.load_video(path, fps, max_frames, runtime.limits)
+    clip = isolation.load_video(path, fps, max_frames, runtime.limits, cancel)
     with _video_cache_lock:
         _video_cache[key] = clip
         while len(_video_cache) > _VIDEO_CACHE_SIZE:
@@ -227,4 +270,4 @@ def _load_video_cached(path: str, fps: float | None, max_frames: int, runtime: R
     return clip
 
 
-__all__ = ["ChatRequest", "ChatStream", "Chunk", "PreparedChat", "start_chat", "prepare_chat", "encode"]
+__all__ = ["ChatRequest", "ChatStream", "Chunk", "PreparedChat", "start_chat", "prepare_chat", "encode", "encode_batch"]

@@ -2,7 +2,7 @@
 
 Contract
 --------
-* ``start_multi_image(model, images, question, runtime, cancel=None, **options)`` -> the
+* ``start_multi_image(model, images, question, runtime, cancel=None, heartbeat_s=None, **options)`` -> the
   ``chat.ChatStream`` of ONE user turn holding 2..N images (N = ``limits.compare_images``), each
   introduced to the model as ``messages.image_label(k)`` ("Image 1:", "Image 2:", ...).
   ``image_labels(n)`` returns the same names for the screen, so answers can be followed. Image
@@ -11,8 +11,11 @@ Contract
 * ``side_by_side_requests(model_a, model_b, question, images=(), video=None, ...)`` -> two
   ``ChatRequest``s with the same input: text plus 0..N labelled images, or one video. Each model
   samples the video with its own family defaults (SmolVLM2 1 fps / max 64, PerceptionLM 32).
-* ``stream_side_by_side(request_a, request_b, runtime, cancel=None, sequential=False)`` runs both
-  and yields a ``PaneUpdate`` whenever either pane changes (ready, new text, finished, failed).
+* ``stream_side_by_side(request_a, request_b, runtime, cancel=None, sequential=False,
+  heartbeat_s=None)`` runs both and yields a ``PaneUpdate`` whenever either pane changes (ready,
+  new text, finished, failed), and, when ``heartbeat_s`` is set, an update with ``pane=None``
+  whenever nothing changed for that long (a consumer such as Gradio can only stop a generator
+  between items, see ``generation.stream_generate``).
   A ``VLMError`` inside one pane (input too long for that model, out of memory) fails that pane
   only; anything else stops both and is re-raised.
 
@@ -53,7 +56,7 @@ from typing import Iterator, Sequence
 
 from . import media, memory
 from .chat import ChatRequest, ChatStream, start_chat
-from .devices import choose_device, dtype_name
+from .devices import choose_device, dtype_name, wall_time
 from .errors import BadInputError, NotEnoughMemoryError, VLMError
 from .generation import Chunk
 from .limits import LIMITS, Limits
@@ -99,7 +102,7 @@ def image_labels(count: int) -> list[str]:
 
 def multi_image_turn(question: str, images: Sequence[str], limits: Limits = LIMITS) -> Turn:
     """One labelled user turn for a several-images question; counts are checked here."""
-    _check_image_count(len(images), limits)
+    _check_image_count(len(images), limits, at_least=int(limits.compare_images.minimum))
     return _compare_turn(question, images, None)
 
 
@@ -109,15 +112,14 @@ def side_by_side_turn(question: str, images: Sequence[str] = (), video: str | No
     if images and video:
         raise BadInputError("Give the two models either images or a video, not both: SmolVLM2 cannot "
                             "take both in one question.")
-    if len(images) > limits.compare_images.value:
-        _check_image_count(len(images), limits)
+    _check_image_count(len(images), limits, at_least=0)  # one image, or none, is a fair model test
     return _compare_turn(question, images, video)
 
 
-def _check_image_count(count: int, limits: Limits) -> None:
+def _check_image_count(count: int, limits: Limits, at_least: int) -> None:
     row = limits.compare_images
-    if count < row.minimum:
-        raise BadInputError(f"Upload at least {row.minimum:g} images to compare; got {count}.")
+    if count < at_least:
+        raise BadInputError(f"Upload at least {at_least} images to compare; got {count}.")
     if count > row.value:
         raise BadInputError(f"At most {row.value:g} images can be compared at once; got {count}. "
                             "Remove some and try again.")
@@ -160,9 +162,10 @@ def side_by_side_requests(model_a: str, model_b: str, question: str, images: Seq
 
 
 def start_multi_image(model: str, images: Sequence[str], question: str, runtime: Runtime,
-                      cancel: threading.Event | None = None, **options) -> ChatStream:
+                      cancel: threading.Event | None = None, heartbeat_s: float | None = None,
+                      **options) -> ChatStream:
     request = multi_image_request(model, images, question, runtime.limits, **options)
-    return start_chat(request, compare_runtime(runtime), cancel)
+    return start_chat(request, compare_runtime(runtime), cancel, heartbeat_s=heartbeat_s)
 
 
 def compare_runtime(runtime: Runtime) -> Runtime:
@@ -261,7 +264,7 @@ class PaneState:
 
 @dataclass(frozen=True)
 class PaneUpdate:
-    pane: int  # 0 (A) or 1 (B): the pane that changed
+    pane: int | None  # 0 (A) or 1 (B): the pane that changed; None: a heartbeat, nothing changed
     chunk: Chunk | None  # the new chunk, when the change is new text or the finish
     panes: tuple[PaneState, PaneState]  # both panes, live: read them, do not keep them
 
@@ -282,7 +285,8 @@ _READY, _CHUNK, _FAILED, _CRASHED, _ENDED = "ready", "chunk", "failed", "crashed
 
 
 def stream_side_by_side(request_a: ChatRequest, request_b: ChatRequest, runtime: Runtime,
-                        cancel: threading.Event | None = None, sequential: bool = False) -> Iterator[PaneUpdate]:
+                        cancel: threading.Event | None = None, sequential: bool = False,
+                        heartbeat_s: float | None = None) -> Iterator[PaneUpdate]:
     """Run both requests (at once, or one after the other) and yield every pane change."""
     requests = (request_a, request_b)
     runtime = compare_runtime(runtime)
@@ -307,7 +311,7 @@ def stream_side_by_side(request_a: ChatRequest, request_b: ChatRequest, runtime:
     for worker in workers:
         worker.start()
     try:
-        yield from _merge(events, panes, workers)
+        yield from _merge(events, panes, workers, heartbeat_s)
     finally:
         stop.set()  # no-op once both finished; stops both when the reader leaves early
         for worker in workers:
@@ -359,15 +363,20 @@ def _pane_info(stream: ChatStream) -> PaneInfo:
                     len(prepared.frames_seen), memory.weights_bytes(prepared.loaded.model), tuple(prepared.notices))
 
 
-def _merge(events, panes, workers) -> Iterator[PaneUpdate]:
+def _merge(events, panes, workers, heartbeat_s: float | None) -> Iterator[PaneUpdate]:
     ended = 0
+    last_item = wall_time()
     while ended < len(panes):
         try:
             index, kind, payload = events.get(timeout=_POLL_S)
         except queue.Empty:
             if not any(worker.is_alive() for worker in workers) and events.empty():
                 raise RuntimeError("A compare thread ended without reporting its end.") from None
+            if heartbeat_s is not None and wall_time() - last_item >= heartbeat_s:
+                last_item = wall_time()
+                yield PaneUpdate(None, None, panes)
             continue
+        last_item = wall_time()
         if kind == _CRASHED:
             raise payload
         if kind == _ENDED:

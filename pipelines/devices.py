@@ -65,11 +65,20 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 class DeviceLock:
-    """A re-entrant lock with counters, so tests and the soak can prove exclusivity."""
+    """A re-entrant lock with counters, so tests and the soak can prove exclusivity.
+
+    Built on a plain Lock (not an RLock) so that ``forfeit`` can hand the device back on behalf
+    of a thread that hung inside a forward pass: the generation watchdog (pipelines.generation)
+    abandons such a thread, and the next request must not wait for it forever. The abandoned
+    thread's own later ``release`` is then a no-op, and its cancel event is set, so its next
+    forward pass is refused.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._state = threading.local()
+        self._lock = threading.Lock()
+        self._guard = threading.Lock()  # owner/depth/counters change together, under this
+        self._owner: int | None = None
+        self._depth = 0
         self.active = 0
         self.max_active = 0
         self.passes = 0
@@ -84,20 +93,39 @@ class DeviceLock:
 
     def acquire(self, cancel: threading.Event | None = None) -> None:
         cancel = cancel or current_cancel_event()
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner == me:
+                self._depth += 1
+                return
         while not self._lock.acquire(timeout=0.05):
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("Stopped while waiting for the model.")
-        depth = getattr(self._state, "depth", 0)
-        self._state.depth = depth + 1
-        if depth == 0:
+        with self._guard:
+            self._owner, self._depth = me, 1
             self.active += 1
             self.passes += 1
             self.max_active = max(self.max_active, self.active)
 
     def release(self) -> None:
-        self._state.depth -= 1
-        if self._state.depth == 0:
-            self.active -= 1
+        with self._guard:
+            if self._owner != threading.get_ident():
+                return  # forfeited on this thread's behalf while it hung: nothing left to release
+            self._depth -= 1
+            if self._depth == 0:
+                self._let_go()
+
+    def forfeit(self, thread: threading.Thread) -> bool:
+        """Release the lock if ``thread`` holds it (it hung); True if it did."""
+        with self._guard:
+            if self._owner is None or self._owner != thread.ident:
+                return False
+            self._let_go()
+            return True
+
+    def _let_go(self) -> None:
+        self._owner, self._depth = None, 0
+        self.active -= 1
         self._lock.release()
 
 

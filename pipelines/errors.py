@@ -52,6 +52,12 @@ class GenerationCancelled(VLMError):
     title = "Stopped"
 
 
+class ModelStalledError(VLMError):
+    """A generation produced nothing for longer than the stall limit and was abandoned."""
+
+    title = "Model not responding"
+
+
 class OutOfMemoryError(VLMError):
     """The device ran out of memory; the work was abandoned and memory freed."""
 

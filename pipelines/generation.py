@@ -9,6 +9,17 @@ Contract: ``stream_generate(loaded, inputs, settings, cancel) -> Iterator[Chunk]
   dropped connection) sets it too. The worker is always joined in ``finally``.
 - Every chunk carries the new text, token counts and timings; the last has ``finish_reason``
   ("stop", "length" or "cancelled").
+- ``heartbeat_s``: when set, an EMPTY chunk is yielded whenever no token came for that long. A
+  consumer that can only act between items (Gradio closes a generator on Stop or on a dropped
+  connection, but never while it is blocked inside ``next``) then gets that chance during a long
+  prefill or while another request holds the device.
+- Watchdog: no token for ``stall_s`` seconds (the ``generation_stall_s`` limit) means the worker
+  hung: it is abandoned (cancel set, the device lock handed back if it holds it, never joined)
+  and ``ModelStalledError`` is raised, so the next request is served.
+- Out of memory (``torch.OutOfMemoryError``, the CPU allocator's RuntimeError, ``MemoryError``)
+  becomes ``OutOfMemoryError`` after the worker has ended and memory was freed.
+- On a ZeroGPU Space (``zerogpu.enabled()``) the same chunks come from ``spaces``' GPU worker
+  process (``zerogpu.stream_on_gpu``); ``stream_here`` is the in-process implementation.
 """
 
 from __future__ import annotations
@@ -22,9 +33,10 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .devices import cancel_scope, wall_time
-from .errors import GenerationCancelled, OutOfMemoryError
-from .limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from . import zerogpu
+from .devices import DEVICE_LOCK, cancel_scope, wall_time
+from .errors import GenerationCancelled, ModelStalledError, OutOfMemoryError
+from .limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +133,19 @@ class _TokenStreamer(BaseStreamer):
         self.out.put(("end", "", self.generated))
 
 
-def stream_generate(loaded, inputs: dict, settings: GenerationSettings, cancel: threading.Event | None = None):
+def stream_generate(loaded, inputs: dict, settings: GenerationSettings, cancel: threading.Event | None = None,
+                    *, heartbeat_s: float | None = None, stall_s: float | None = None):
     """Yield ``Chunk``s as the model generates; see the module docstring for the contract."""
+    if zerogpu.enabled():  # a ZeroGPU Space: the GPU is only reachable from spaces' worker process
+        return zerogpu.stream_on_gpu(loaded, inputs, settings, cancel, heartbeat_s=heartbeat_s, stall_s=stall_s)
+    return stream_here(loaded, inputs, settings, cancel, heartbeat_s=heartbeat_s, stall_s=stall_s)
+
+
+def stream_here(loaded, inputs: dict, settings: GenerationSettings, cancel: threading.Event | None = None,
+                *, heartbeat_s: float | None = None, stall_s: float | None = None):
+    """``stream_generate`` in this process (everywhere but in ZeroGPU's parent process)."""
     cancel = cancel or threading.Event()
+    stall_s = float(LIMITS.generation_stall_s.value if stall_s is None else stall_s)
     streamer = _TokenStreamer(loaded.tokenizer)
     failure: list[BaseException] = []
     prompt_tokens = int(inputs["input_ids"].shape[-1])
@@ -150,27 +172,50 @@ def stream_generate(loaded, inputs: dict, settings: GenerationSettings, cancel: 
     def chunk(text: str, reason: str | None = None) -> Chunk:
         return Chunk(text, streamer.generated, prompt_tokens, started, streamer.first_token_at, wall_time(), reason)
 
+    abandoned = False
     try:
+        last_token = last_item = wall_time()
         while True:
             try:
                 kind, text, _ = streamer.out.get(timeout=_POLL_S)
             except queue.Empty:
                 if not worker.is_alive() and streamer.out.empty():
                     break
+                now = wall_time()
+                if now - last_token > stall_s:
+                    abandoned = True
+                    _abandon(worker, cancel, stall_s)
+                if heartbeat_s is not None and now - last_item >= heartbeat_s:
+                    last_item = now
+                    yield chunk("")
                 continue
+            last_token = last_item = wall_time()
             if kind == "end":
                 break
             if text:
                 yield chunk(text)
         worker.join()
         if failure:
-            _raise_from_worker(failure[0], cancel)
+            _raise_from_worker(failure.pop(), cancel)
         yield chunk("", _finish_reason(cancel, streamer.generated, settings))
     finally:
         cancel.set()  # no-op after a normal finish; stops the worker when the reader leaves early
-        worker.join(JOIN_TIMEOUT_S)
-        if worker.is_alive():
+        worker.join(0 if abandoned else JOIN_TIMEOUT_S)
+        if worker.is_alive() and not abandoned:
             log.error("Generation thread did not stop within %.0f s", JOIN_TIMEOUT_S)
+
+
+def _abandon(worker: threading.Thread, cancel: threading.Event, stall_s: float) -> None:
+    """The worker produced nothing for ``stall_s``: give up on it so the app keeps serving."""
+    cancel.set()  # if it ever wakes up, its next step or forward pass stops it
+    if DEVICE_LOCK.forfeit(worker):
+        log.error("A generation hung inside a forward pass for %.0f s; the device lock was taken back", stall_s)
+    else:
+        log.error("A generation produced nothing for %.0f s and was abandoned", stall_s)
+    raise ModelStalledError(
+        f"The model stopped responding (nothing for {stall_s:.0f} s), so this answer was abandoned. "
+        "Please try again; if it happens again, try a smaller input or another model."
+    )
 
 
 def _finish_reason(cancel: threading.Event, generated: int, settings: GenerationSettings) -> str:
@@ -183,15 +228,26 @@ def _raise_from_worker(error: BaseException, cancel: threading.Event) -> None:
     if isinstance(error, GenerationCancelled):
         cancel.set()
         return  # the caller still gets the final chunk, marked cancelled
-    if isinstance(error, torch.OutOfMemoryError):
+    if is_out_of_memory(error):
         from .loading import free_memory
 
+        log.warning("Out of memory during generation: %s", error)
+        error.__traceback__ = None  # its frames hold the tensors of the failed step: let them go
+        del error
         free_memory()
         raise OutOfMemoryError(
             "The model ran out of memory on this input. Try fewer images or frames, a lower "
             "image detail, fewer new tokens, or a smaller model."
-        ) from error
+        ) from None
     raise error
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError; numpy MemoryError."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
 
 
 def _pad_token_id(loaded) -> int | None:

@@ -58,7 +58,10 @@ _TABLE: dict[str, tuple[float, float, float, str, str]] = {
     "compare_images": (8, 2, 16, "images", "Images in a comparison"),
     "window_seconds": (60, 2, 60, "seconds", "Highlight window length"),
     "frames_per_window": (16, 1, 16, "frames", "Frames per highlight window"),
+    "max_criteria_chars": (1000, 10, 4000, "characters", "Highlight criteria length"),
     "decode_timeout_s": (120, 5, 3600, "seconds", "Time allowed to decode a video's frames"),
+    "decode_memory_mb": (8192, 512, 65536, "MB", "Memory allowed to the process that decodes one video"),
+    "generation_stall_s": (600, 1, 3600, "seconds", "Time a generation may go without producing a token"),
     "queue_size": (16, 1, 256, "requests", "Waiting requests"),
 }
 
@@ -70,6 +73,8 @@ class Limits:
     rows: Mapping[str, Limit]
 
     def __getattr__(self, name: str) -> Limit:
+        if name.startswith("__") or name == "rows":  # unpickling asks before ``rows`` exists
+            raise AttributeError(name)
         try:
             return self.rows[name]
         except KeyError:

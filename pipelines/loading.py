@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import torch
 
@@ -25,6 +28,8 @@ from .registry import ModelSpec, resolve
 log = logging.getLogger(__name__)
 
 MAX_CACHED_MODELS = 2
+HUB_PROBE_TIMEOUT_S = 3.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 @dataclass
@@ -99,6 +104,42 @@ def unload_model(name: str, device: str | None = None, dtype: str | None = None)
     return True
 
 
+def needs_download(name: str) -> bool:
+    """True when ``name`` is a hub model whose files are not in the local Hugging Face cache yet:
+    loading it downloads it first (huggingface_hub shows progress bars in the terminal)."""
+    try:
+        spec = resolve(name)
+    except ModelUnavailableError:
+        return False
+    if spec.is_local:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return not isinstance(try_to_load_from_cache(spec.source, "config.json"), str)
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds.
+
+    Asked before loading a hub model, because with no network the hub client retries every file
+    with back-off: minutes of "downloading" before a failure, or before a cached model loads.
+    False in offline mode (HF_HUB_OFFLINE); True behind a proxy (only the proxy knows the way).
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError as error:
+        log.warning("The model hub (%s) cannot be reached: %s", url.hostname, error)
+        return False
+    return True
+
+
 def cached_models() -> list[LoadedModel]:
     with _cache_lock:
         return list(_cache.values())
@@ -127,10 +168,13 @@ def _load_uncached(spec: ModelSpec, device: str, dtype: torch.dtype) -> LoadedMo
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     log.info("Loading %s from %s on %s (%s)", spec.label, spec.source, device, dtype_name(dtype))
+    local_only = not spec.is_local and not hub_reachable()
+    if local_only and needs_download(spec.source):
+        raise ModelUnavailableError(_unavailable_message(spec, OSError("the model hub cannot be reached")))
     try:
-        processor = AutoProcessor.from_pretrained(spec.source, trust_remote_code=False)
+        processor = AutoProcessor.from_pretrained(spec.source, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForImageTextToText.from_pretrained(
-            spec.source, dtype=dtype, use_safetensors=True, trust_remote_code=False
+            spec.source, dtype=dtype, use_safetensors=True, trust_remote_code=False, local_files_only=local_only
         )
     except (OSError, ValueError, ImportError, KeyError) as error:
         raise ModelUnavailableError(_unavailable_message(spec, error)) from error

@@ -21,7 +21,8 @@ Contract
 Frame index semantics: index i is the frame shown at ``i / fps`` seconds after the stream start.
 decord counts frames; the PyAV reader looks frames up by time. For constant-frame-rate video the
 two agree exactly; for variable-frame-rate video the PyAV answer matches the timestamps that
-``FrameSample`` reports.
+``FrameSample`` reports, so ``read_frames`` uses PyAV for it (``VideoInfo.variable_rate``, found by
+``probe_video`` from the container's sample index).
 
 This module must not import torch, transformers or gradio: it may run in a child process.
 """
@@ -88,7 +89,9 @@ def _name(path) -> str:
 class VideoInfo:
     """What probing learned. ``width``/``height`` are the DISPLAYED size (after rotation);
     ``rotation`` is the clockwise turn (0/90/180/270) that makes the stored picture upright.
-    ``frame_count`` may be an estimate (duration x fps) for containers that do not store it."""
+    ``frame_count`` may be an estimate (duration x fps) for containers that do not store it.
+    ``variable_rate``: frames are not evenly spaced in time (phone recordings, screen captures),
+    so frame i is NOT shown at i / fps; readers then look frames up by time (PyAV), not by count."""
 
     path: str
     duration: float
@@ -98,6 +101,7 @@ class VideoInfo:
     height: int
     has_audio: bool
     rotation: int = 0
+    variable_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -374,10 +378,30 @@ def probe_video(path, limits: Limits = LIMITS) -> VideoInfo:
         duration, fps, frame_count = _timing(container, stream, name)
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_video_limits(name, duration, width, height, limits)
+        variable = _is_variable_rate(stream)
         rotation = _rotation(container, stream, name)
     if rotation in (90, 270):
         width, height = height, width
-    return VideoInfo(str(path), duration, fps, frame_count, width, height, has_audio, rotation)
+    return VideoInfo(str(path), duration, fps, frame_count, width, height, has_audio, rotation, variable)
+
+
+def _is_variable_rate(stream) -> bool:
+    """From the container's sample index where it lists every frame (MP4/MOV): do the gaps between
+    frames differ by more than timestamp rounding? Otherwise (Matroska cues list keyframes only)
+    compare FFmpeg's nominal rate (r_frame_rate) with the average rate, which differ for VFR."""
+    stamps = sorted(e.timestamp for e in _index_entries(stream))
+    gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+    if len(gaps) >= 2 and len(stamps) >= 0.9 * (stream.frames or len(stamps)):
+        return max(gaps) - min(gaps) > max(1, 0.1 * min(gaps))
+    nominal, average = stream.base_rate, stream.average_rate
+    return bool(nominal and average) and abs(float(nominal) - float(average)) > 0.01 * float(average)
+
+
+def _index_entries(stream) -> list:
+    try:
+        return list(stream.index_entries)
+    except Exception:  # not every demuxer keeps an index
+        return []
 
 
 def _is_video_format(container) -> bool:
@@ -491,7 +515,8 @@ def read_frames(path, indices: Sequence[int], info: VideoInfo | None = None, *, 
     info = info or probe_video(path)
     wanted = _clamped(indices, info)
     order = sorted(set(wanted))
-    if backend in ("auto", "decord"):
+    # decord counts frames: right for constant-rate video only (see the module docstring).
+    if backend == "decord" or (backend == "auto" and not info.variable_rate):
         try:
             return _take(_read_decord(path, order, info), order, wanted, info)
         except Exception as exc:  # DECORDError is not a RuntimeError and may surface late

@@ -1,0 +1,327 @@
+"""Highlight generator, end to end: this pipeline vs the public SmolVLM2 HighlightGenerator approach.
+
+    python -m benchmarks.highlights_vs_reference [--quick] [--baseline-every K]
+
+Both run in ONE process, one after the other, on the same generated 10-minute 640x360 30 fps
+video with sound (tests/media_factory.make_video, cached) and the same full-size random
+SmolVLM2-256M (tests/tiny_models.build_full_size, cached), on the CPU, in the dtype the app picks
+("auto": bf16 on CPUs with native bf16, else fp32). Each includes loading the model once.
+
+Reference (re-implemented faithfully from the public Space): describe the whole video (the
+processor's default sampling, 1 fps capped at 64 frames; generate up to 512 tokens, sampled),
+ask twice for a list of highlight types (256 tokens each, sampled), then for every 10 s window:
+cut it with ``ffmpeg -i VIDEO -ss START -t 10 -c:v libx264 -preset ultrafast`` (output seeking,
+as the Space does), and for EACH list load the cut (1 fps: 10 frames) and GENERATE a yes/no
+answer (up to 64 tokens, greedy) and look for "yes" in it; keep the list that selects less, and
+join its windows with the trim/atrim + concat filter command of the Space. Random weights would
+stop never (or at once), so every answer is fixed at a length a real model's answer typically
+has (``ANSWER_TOKENS``: 128, 96 and 16 tokens, well under the Space's 512, 256 and 64); the
+Space's video loader decoded whole files, here only the sampled frames are decoded. Both choices
+favour the reference.
+
+Ours: suggest criteria (16 frames over the whole video, one answer of the same length as the
+reference's description), one decoding pass, batched yes/no scoring (4 frames per window,
+first-token logits, no generation), select 60 s, render, export. No cache.
+
+``--baseline-every K`` measures the reference's per-window work on every K-th window only and
+extrapolates it to all windows (printed as such); the default, 1, measures every window.
+Writes benchmarks/results/highlights_vs_reference-<device>-<time>.json and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from .common import CACHE_DIR, RESULTS_DIR, Row, cached, machine, stand_in  # noqa: E402
+
+SECONDS, QUICK_SECONDS = 600, 120
+WINDOW_SECONDS = 10
+TARGET_SECONDS = 60
+# Answer lengths in tokens. Random weights rarely say end-of-sequence, so they would run to the
+# Space's maxima (512, 256, 64); a real model stops far sooner. Every answer is therefore FIXED
+# (min = max new tokens) at a typical real length: a description, a list, "No." or "Yes, because...".
+SPACE_MAX_TOKENS = {"description": 512, "highlights": 256, "segment": 64}
+ANSWER_TOKENS = {"description": 128, "highlights": 96, "segment": 16}
+CRITERIA_TOKENS = 128  # ours: one answer as long as the reference's description
+
+SYSTEM_MESSAGES = {  # the Space's prompts, verbatim
+    "description": "You are a helpful assistant that can understand videos. Describe what type of video this is and what's happening in it.",
+    "highlights": "You are a highlight editor. List archetypal dramatic moments that would make compelling highlights if they appear in the video. Each moment should be specific enough to be recognizable but generic enough to potentially exist in other videos of this type.",
+    "highlights2": "You are a helpful visual-language assistant that can understand videos and edit. You are tasked helping the user to create highlight reels for videos. Highlights should be rare and important events in the video in question.",
+    "segment": "You are a video highlight analyzer. Your role is to identify moments that have high dramatic value, focusing on displays of skill, emotion, personality, or tension. Compare video segments against provided example highlights to find moments with similar emotional impact and visual interest, even if the specific actions differ.",
+}
+USER_PROMPTS = {
+    "description": "What type of video is this and what's happening in it? Be specific about the content type and general activities you observe.",
+    "highlights": "List potential highlight moments to look for in this video:",
+    "highlights2": "List dramatic moments that would make compelling highlights if they appear in the video. Each moment should be specific enough to be recognizable but generic enough to potentially exist in any video of this type:",
+    "segment": "Given these highlight examples:\n{highlights}\n\nDoes this video contain a moment that matches the core action of one of the highlights? Answer with:\n'yes' or 'no'\nIf yes, justify it",
+}
+
+
+def source_video(quick: bool) -> Path:
+    from tests.media_factory import make_video
+
+    seconds = QUICK_SECONDS if quick else SECONDS
+    return cached(CACHE_DIR / f"highlights-{seconds}s-640x360.mp4",
+                  lambda out: make_video(out.with_suffix(".mp4"), seconds=seconds, fps=30, size=(640, 360),
+                                         audio=True).rename(out))
+
+
+def _load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# =============================================================================================
+# Ours
+# =============================================================================================
+
+
+def run_ours(video: Path, model: Path, out_dir: Path) -> dict:
+    from pipelines.errors import BadInputError
+    from pipelines.generation import GenerationSettings
+    from pipelines.highlights import HighlightRequest, ScoreCache, analyse, choose, finish
+    from pipelines.highlights.criteria import propose_criteria
+    from pipelines.loading import clear_cache
+    from pipelines.runtime import Runtime
+
+    clear_cache()
+    runtime = Runtime("cpu", None)
+    phases, started = {}, time.perf_counter()
+    loaded = runtime.load(str(model))
+    phases["load"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    try:
+        criteria = propose_criteria(str(video), str(model), runtime,
+                                    settings=GenerationSettings(max_new_tokens=CRITERIA_TOKENS, min_new_tokens=CRITERIA_TOKENS))
+    except BadInputError:  # the stand-in's padded vocabulary decodes to nothing; the work was done
+        criteria = "anything moving"
+    phases["criteria"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    request = HighlightRequest(video=str(video), model=str(model), criteria=criteria, window_seconds=WINDOW_SECONDS,
+                               target_seconds=TARGET_SECONDS)
+    analysis = analyse(request, runtime, cache=ScoreCache(enabled=False))
+    phases["decode+score"] = time.perf_counter() - mark
+    _say(f"ours: {len(analysis.windows)} windows scored in {phases['decode+score']:.1f} s")
+    mark = time.perf_counter()
+    segments = choose(analysis, TARGET_SECONDS)
+    result = finish(analysis, segments, out_dir)
+    phases["render+export"] = time.perf_counter() - mark
+    total = time.perf_counter() - started
+    return {"total_s": total, "phases_s": phases, "windows": len(analysis.windows),
+            "frames_per_window": analysis.frames_per_window, "reel_s": result.selected_seconds,
+            "dtype": loaded.description, "generate_calls": 1, "forward_passes_scoring": -(-len(analysis.windows) // request.batch_size)}
+
+
+# =============================================================================================
+# Reference
+# =============================================================================================
+
+
+class Reference:
+    """The public HighlightGenerator's method, on the same model files and device."""
+
+    def __init__(self, model: Path):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from pipelines.devices import choose_dtype
+
+        self.dtype = choose_dtype("cpu", None)
+        self.processor = AutoProcessor.from_pretrained(str(model))
+        self.model = AutoModelForImageTextToText.from_pretrained(str(model), dtype=self.dtype).eval()
+        self.torch = torch
+        self.generate_calls = 0
+
+    def generate(self, messages: list, kind: str, video=None, sample: bool = True) -> str:
+        from pipelines.chat import transformers_metadata
+
+        max_new = min_new = ANSWER_TOKENS[kind]
+        kwargs = {}
+        if video is not None:  # the Space passes {"type": "video", "path": ...}; transformers decodes it
+            kwargs = {"video_metadata": [transformers_metadata(video)], "do_sample_frames": False}
+        inputs = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=True, return_tensors="pt",
+                                                    processor_kwargs=kwargs).to("cpu", dtype=self.dtype)
+        options = dict(do_sample=True, temperature=0.7) if sample else dict(do_sample=False)
+        with self.torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=max_new, min_new_tokens=min_new, **options)
+        self.generate_calls += 1
+        return self.processor.decode(output[0][inputs["input_ids"].shape[-1]:], skip_special_tokens=True).lower()
+
+    @staticmethod
+    def _load(path: Path):
+        from pipelines import media
+
+        return media.load_video(str(path), 1.0, 64)  # the SmolVLM processor's default sampling
+
+    def describe(self, video: Path) -> str:
+        clip = self._load(video)
+        messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_MESSAGES["description"]}]},
+                    {"role": "user", "content": [{"type": "video", "video": clip.frames},
+                                                 {"type": "text", "text": USER_PROMPTS["description"]}]}]
+        return self.generate(messages, "description", video=clip)
+
+    def highlight_types(self, description: str, number: int) -> str:
+        key = "highlights" if number == 1 else "highlights2"
+        text = f"Here is a description of a video:\n\n{description}\n\n{USER_PROMPTS[key]}"
+        messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_MESSAGES[key]}]},
+                    {"role": "user", "content": [{"type": "text", "text": text}]}]
+        return self.generate(messages, "highlights")
+
+    def is_highlight(self, segment: Path, highlights: str) -> bool:
+        clip = self._load(segment)
+        messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_MESSAGES["segment"]}]},
+                    {"role": "user", "content": [{"type": "video", "video": clip.frames},
+                                                 {"type": "text", "text": USER_PROMPTS["segment"].format(highlights=highlights)}]}]
+        return "yes" in self.generate(messages, "segment", video=clip, sample=False)
+
+    @staticmethod
+    def cut(video: Path, start: int, out: Path) -> None:
+        from pipelines.highlights.render import ffmpeg_exe
+
+        subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-i", str(video), "-ss", str(start), "-t", str(WINDOW_SECONDS),
+                        "-c:v", "libx264", "-preset", "ultrafast", str(out)], check=True)
+
+    @staticmethod
+    def concatenate(video: Path, scenes: list[tuple[float, float]], out: Path) -> None:
+        from pipelines.highlights.render import ffmpeg_exe
+
+        if not scenes:
+            return
+        parts, inputs = [], []
+        for i, (start, end) in enumerate(scenes):
+            parts.append(f"[0:v]trim=start={start}:end={end},setpts=PTS-STARTPTS[v{i}];")
+            parts.append(f"[0:a]atrim=start={start}:end={end},asetpts=PTS-STARTPTS[a{i}];")
+            inputs.append(f"[v{i}][a{i}]")
+        graph = "".join(parts) + "".join(inputs) + f"concat=n={len(scenes)}:v=1:a=1[outv][outa]"
+        subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-i", str(video), "-filter_complex", graph, "-map", "[outv]",
+                        "-map", "[outa]", "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
+
+
+def run_reference(video: Path, model: Path, out_dir: Path, every: int) -> dict:
+    from pipelines import media
+    from pipelines.loading import clear_cache
+
+    clear_cache()
+    phases, started = {}, time.perf_counter()
+    reference = Reference(model)
+    phases["load"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    duration = media.probe_video(video).duration
+    description = reference.describe(video)
+    lists = [reference.highlight_types(description, 1), reference.highlight_types(description, 2)]
+    phases["criteria"] = time.perf_counter() - mark
+    _say(f"reference: description and two lists in {phases['criteria']:.1f} s")
+    starts = list(range(0, int(duration), WINDOW_SECONDS))
+    measured = starts[::every]
+    kept: list[list[tuple[float, float]]] = [[], []]
+    per_window = []
+    with tempfile.TemporaryDirectory() as work:
+        for start in measured:
+            mark = time.perf_counter()
+            segment = Path(work) / f"segment-{start}.mp4"
+            reference.cut(video, start, segment)
+            for number, highlights in enumerate(lists):
+                if reference.is_highlight(segment, highlights):
+                    kept[number].append((start, min(start + WINDOW_SECONDS, duration)))
+            per_window.append(time.perf_counter() - mark)
+            _say(f"reference: window at {start} s took {per_window[-1]:.1f} s")
+    phases["windows_measured"] = sum(per_window)
+    phases["windows_extrapolated"] = statistics.fmean(per_window) * len(starts)
+    mark = time.perf_counter()
+    first, second = (sum(e - s for s, e in k) for k in kept)
+    final = kept[1] if (0 < second <= first or first == 0) else kept[0]
+    reference.concatenate(video, final, out_dir / "reference.mp4")
+    phases["render"] = time.perf_counter() - mark
+    total = phases["load"] + phases["criteria"] + phases["windows_extrapolated"] + phases["render"]
+    return {"total_s": total, "phases_s": phases, "windows": len(starts), "windows_measured": len(measured),
+            "per_window_s": per_window, "reel_s": sum(e - s for s, e in final),
+            "generate_calls_measured": reference.generate_calls,
+            "generate_calls_extrapolated": 3 + 2 * len(starts)}
+
+
+# =============================================================================================
+# Entry points
+# =============================================================================================
+
+
+def measure(quick: bool = False, every: int = 1, model: Path | None = None) -> dict:
+    video, model = source_video(quick), model or stand_in("256m")
+    with tempfile.TemporaryDirectory() as work:
+        load_before = _load_average()
+        ours = run_ours(video, model, Path(work) / "ours")
+        _say(f"ours: {ours['total_s']:.1f} s end to end")
+        load_between = _load_average()
+        reference = run_reference(video, model, Path(work), every)
+        load_after = _load_average()
+    ratio = reference["total_s"] / ours["total_s"]
+    return {"video": video.name, "model": "random SmolVLM2-256M (full size)" if model == stand_in("256m") else str(model), "ours": ours, "reference": reference,
+            "ratio": ratio, "baseline_every": every, "answer_tokens": ANSWER_TOKENS, "space_max_tokens": SPACE_MAX_TOKENS,
+            "criteria_tokens": CRITERIA_TOKENS,
+            "load_average": [load_before, load_between, load_after], "machine": machine()}
+
+
+def run(device: str = "cpu", quick: bool = False) -> list[Row]:
+    """For benchmarks.run: one row, the end-to-end ratio (quick: 2-minute video, every 3rd window)."""
+    figures = measure(quick=quick, every=3 if quick else 1)
+    return [_row(figures)]
+
+
+def _row(figures: dict) -> Row:
+    ours, reference = figures["ours"], figures["reference"]
+    extrapolated = figures["baseline_every"] > 1
+    note = (f"reference windows measured {reference['windows_measured']}/{reference['windows']}"
+            + (" (extrapolated)" if extrapolated else "") + f"; ours {ours['dtype']}")
+    return Row("highlights", f"end to end, {figures['video']}, 256M", ours["total_s"], reference["total_s"], "s",
+               figures["ratio"], ">= 10x faster", figures["ratio"] >= 10, note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2-minute video instead of 10 minutes")
+    parser.add_argument("--baseline-every", type=int, default=1, metavar="K",
+                        help="measure the reference on every K-th window and extrapolate (default 1: all)")
+    parser.add_argument("--model", type=Path, default=None, help="another checkpoint (smoke runs with a tiny one)")
+    args = parser.parse_args(argv)
+    figures = measure(args.quick, max(1, args.baseline_every), args.model)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"highlights_vs_reference-cpu-{stamp}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    _print(figures)
+    print(f"wrote {path}")
+    return 0
+
+
+def _print(figures: dict) -> None:
+    ours, reference = figures["ours"], figures["reference"]
+    print(f"video {figures['video']} · {figures['model']} · {ours['dtype']} · {ours['windows']} windows of {WINDOW_SECONDS} s")
+    print(f"ours      {ours['total_s']:8.1f} s  " + _phases(ours["phases_s"]))
+    print(f"reference {reference['total_s']:8.1f} s  " + _phases(reference["phases_s"]))
+    if figures["baseline_every"] > 1:
+        print(f"  reference per-window work measured on {reference['windows_measured']} of {reference['windows']} "
+              f"windows (every {figures['baseline_every']}th) and EXTRAPOLATED to all of them")
+    print(f"load average before/between/after: {figures['load_average']}")
+    print(f"RATIO: ours is {figures['ratio']:.1f}x faster end to end (target >= 10x)")
+
+
+def _phases(phases: dict) -> str:
+    return ", ".join(f"{name} {value:.1f} s" for name, value in phases.items())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

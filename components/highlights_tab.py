@@ -1,0 +1,245 @@
+"""The Highlights tab: a long video in, its best moments out (reel, timeline, table, exports).
+
+Callbacks are thin: Gradio values -> HighlightRequest -> pipelines.highlights -> formatted
+outputs. The analysis (every window's score) is kept in a gr.State, so editing the segment table
+or changing the target re-renders from the scores with no model call; pressing "Find highlights"
+again with the same video, model, criteria and window settings reads the score cache.
+API endpoints: ``/highlights`` (analyse + select + render), ``/highlights_criteria`` (suggest
+criteria), ``/highlights_rerender`` (render an edited table).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from pipelines.errors import BadInputError
+from pipelines.highlights import (
+    DEFAULT_WINDOW_SECONDS,
+    Analysis,
+    HighlightRequest,
+    HighlightResult,
+    analyse,
+    choose,
+    finish,
+    segments_from_rows,
+    suggest_criteria,
+)
+
+from .adapter import progress_callback, ui_errors
+from .config import ASSETS_DIR, AppConfig
+from .highlights_plot import score_timeline_svg
+from .runs import ActiveRuns, session_key
+from .widgets import model_picker
+
+RUNS = ActiveRuns()
+TARGET, THRESHOLD = "Target length", "Threshold"
+TABLE_HEADERS = ["start (s)", "end (s)", "score", "keep"]
+VIDEO_HEIGHT = 360
+DEFAULT_TARGET_SECONDS = 60
+
+HOW_TO = (
+    "Upload a long video, say what counts as a highlight (or let the model suggest it), and press "
+    "**Find highlights**. The model scores every window in one pass; the reel keeps the best ones. "
+    "Change the target or threshold and press **Find highlights** again, or edit the segment table "
+    "(untick *keep*, change times, add rows) and press **Re-render**: both reuse the scores, with no "
+    "model call."
+)
+
+
+def build_highlights_tab(config: AppConfig) -> None:
+    limits = config.limits
+    gr.Markdown(HOW_TO)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=320):
+            video = gr.Video(label="Video", sources=["upload"], height=VIDEO_HEIGHT, elem_id="hl-video")
+            criteria = gr.Textbox(label="What counts as a highlight", lines=3, elem_id="hl-criteria",
+                                  max_length=int(limits.max_criteria_chars.value),
+                                  placeholder="e.g. goals, saves, celebrations — or leave empty and let the model suggest")
+            with gr.Row():
+                suggest = gr.Button("Suggest from the video", elem_id="hl-suggest", scale=1)
+                run = gr.Button("Find highlights", variant="primary", elem_id="hl-run", scale=1)
+                stop = gr.Button("Stop", variant="stop", elem_id="hl-stop", scale=1)
+            summary = gr.Markdown(elem_id="hl-summary")
+            timeline = gr.HTML(label="Score over time", elem_id="hl-timeline")
+            table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["number", "number", "number", "bool"],
+                                 column_count=4, row_count=1, interactive=True, elem_id="hl-table",
+                                 label="Segments: untick keep to drop, edit times, add rows; then Re-render")
+            rerender = gr.Button("Re-render from the table", elem_id="hl-rerender")
+            reel = gr.Video(label="Highlight reel", interactive=False, height=VIDEO_HEIGHT, elem_id="hl-reel")
+            files = gr.File(label="Downloads (JSON, SRT chapters, EDL, XSPF)", file_count="multiple",
+                            interactive=False, elem_id="hl-files")
+        with gr.Column(scale=1, min_width=260):
+            model = model_picker(config.model, elem_id="hl-model")
+            window = gr.Slider(limits.window_seconds.minimum, limits.window_seconds.value, value=DEFAULT_WINDOW_SECONDS,
+                               step=1, label="Window length (s)")
+            overlap = gr.Slider(0, limits.window_seconds.value / 2, value=0, step=0.5, label="Window overlap (s)",
+                                info="At most half a window.")
+            frames = gr.Slider(0, int(limits.frames_per_window.value), value=0, step=1,
+                               label="Frames per window (0 = model default: 4 SmolVLM2, 8 PerceptionLM)")
+            select_by = gr.Radio([TARGET, THRESHOLD], value=TARGET, label="Select by")
+            target = gr.Number(value=DEFAULT_TARGET_SECONDS, minimum=1, label="Target reel length (s)",
+                               info="The best windows until the reel is this long.")
+            threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Score threshold", visible=False,
+                                  info="Every window the model scores at least this high.")
+            padding = gr.Slider(0, 5, value=0, step=0.5, label="Padding around each window (s)")
+    analysis_state = gr.State(None)
+
+    def find(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding,
+             progress=gr.Progress(), request: gr.Request = None):
+        with ui_errors():
+            highlight_request = _request(video, model, criteria, window, overlap, frames, select_by, target,
+                                         threshold, padding)
+            key = session_key(request, "highlights")
+            cancel = RUNS.start(key)
+            try:
+                on_progress = progress_callback(progress)
+                analysis = analyse(highlight_request, config.runtime, cancel, on_progress)
+                segments = choose(analysis, highlight_request.target_seconds, highlight_request.threshold,
+                                  highlight_request.padding_seconds)
+                result = finish(analysis, segments, _output_dir(), highlight_request.selection, cancel, on_progress)
+            finally:
+                RUNS.finish(key, cancel)
+            return (*_outputs(result), analysis.criteria)
+
+    def suggest_fn(video, model, progress=gr.Progress(), request: gr.Request = None):
+        with ui_errors():
+            if not video:
+                raise BadInputError("Upload a video first.")
+            key = session_key(request, "highlights")
+            cancel = RUNS.start(key)
+            try:
+                return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress))
+            finally:
+                RUNS.finish(key, cancel)
+
+    def rerender_fn(state, rows, progress=gr.Progress(), request: gr.Request = None):
+        with ui_errors():
+            if not state:
+                raise BadInputError("Find highlights first; then edit the table and re-render.")
+            analysis = Analysis.from_dict(state["analysis"])
+            segments = segments_from_rows(_rows(rows), analysis.duration, analysis.fps)
+            key = session_key(request, "highlights")
+            cancel = RUNS.start(key)
+            try:
+                selection = {**state.get("selection", {}), "edited": True}
+                result = finish(analysis, segments, _output_dir(), selection, cancel, progress_callback(progress),
+                                progress_from=0.0)
+            finally:
+                RUNS.finish(key, cancel)
+            return _outputs(result)
+
+    def stop_run(request: gr.Request = None):
+        RUNS.cancel(session_key(request, "highlights"))
+
+    outputs = [summary, timeline, table, reel, files, analysis_state]
+    settings = [video, model, criteria, window, overlap, frames, select_by, target, threshold, padding]
+    found = run.click(find, settings, [*outputs, criteria], api_name="highlights",
+                      concurrency_id="model", concurrency_limit=config.concurrency)
+    suggested = suggest.click(suggest_fn, [video, model], [criteria], api_name="highlights_criteria",
+                              concurrency_id="model", concurrency_limit=config.concurrency)
+    rerendered = rerender.click(rerender_fn, [analysis_state, table], outputs, api_name="highlights_rerender")
+    select_by.change(lambda by: (gr.update(visible=by != THRESHOLD), gr.update(visible=by == THRESHOLD)),
+                     select_by, [target, threshold], api_name=False, queue=False)
+    # A new video makes the kept scores (and the table built from them) someone else's.
+    video.change(lambda: None, None, [analysis_state], api_name=False, queue=False)
+    stop.click(stop_run, None, None, cancels=[found, suggested, rerendered], api_name="highlights_stop", queue=False)
+    _examples(video, criteria)
+
+
+def _examples(video, criteria) -> None:
+    example = ASSETS_DIR / "example.mp4"
+    if example.exists():
+        gr.Examples([[str(example), "a new scene starts, something moves across the picture"]], [video, criteria],
+                    label="Example")
+
+
+def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding) -> HighlightRequest:
+    if not video:
+        raise BadInputError("Upload a video first.")
+    by_target = (select_by or TARGET) == TARGET
+    if by_target and (target is None or float(target) <= 0):
+        raise BadInputError("Set a target reel length of at least 1 second.")
+    return HighlightRequest(
+        video=str(video),
+        model=model,
+        criteria=(criteria or "").strip(),
+        auto_criteria=not (criteria or "").strip(),
+        window_seconds=float(window),
+        overlap_seconds=float(overlap or 0),
+        frames_per_window=int(frames) if frames else None,
+        target_seconds=float(target) if by_target else None,
+        threshold=None if by_target else float(threshold),
+        padding_seconds=float(padding or 0),
+    )
+
+
+def _outputs(result: HighlightResult) -> tuple:
+    analysis = result.analysis
+    selection = result.selection
+    line, label = _threshold_line(result)
+    svg = score_timeline_svg(analysis.windows, analysis.duration, result.segments, line, label)
+    table = pd.DataFrame([[s.start, s.end, None if s.score is None else round(s.score, 3), True] for s in result.segments],
+                         columns=TABLE_HEADERS)
+    downloads = [str(result.files[kind]) for kind in ("json", "srt", "edl", "xspf") if kind in result.files]
+    state = {"analysis": analysis.to_dict(), "selection": selection}
+    reel = str(result.reel) if result.reel else None
+    return _summary(result), svg, table, reel, downloads, state
+
+
+def _threshold_line(result: HighlightResult) -> tuple[float | None, str]:
+    if result.selection.get("threshold") is not None:
+        return float(result.selection["threshold"]), "threshold"
+    scores = [s.score for s in result.segments if s.score is not None]
+    return (min(scores), "lowest kept") if scores else (None, "")
+
+
+def _summary(result: HighlightResult) -> str:
+    analysis = result.analysis
+    source = "from the cache (no model call)" if analysis.from_cache else f"scored in {analysis.scoring_seconds:.1f} s"
+    if not result.segments:
+        head = "**No window was selected.** Lower the threshold or raise the target length."
+    else:
+        head = f"**{result.selected_seconds:.1f} s** reel · segments: {len(result.segments)}"
+    return (f"{head} · {len(analysis.windows)} windows of {analysis.window_seconds:g} s, "
+            f"{analysis.frames_per_window} frames each, {source} · {analysis.model_label} ({analysis.dtype})")
+
+
+def _rows(value) -> list[list]:
+    """The Dataframe's value (a DataFrame, or headers+data from the API) -> plain rows."""
+    if value is None:
+        return []
+    if isinstance(value, pd.DataFrame):
+        return value.astype(object).where(value.notna(), None).values.tolist()
+    if isinstance(value, dict):
+        return list(value.get("data") or [])
+    return [list(row) for row in value]
+
+
+OUTPUT_MAX_AGE_S = 2 * 3600  # Gradio serves its own copies; ours only need to outlive the request
+
+
+def _output_dir() -> Path:
+    """A fresh folder per render under Gradio's temp dir; folders of old renders are removed."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "highlights"
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep(root, time.time() - OUTPUT_MAX_AGE_S)
+    return Path(tempfile.mkdtemp(prefix="reel-", dir=root))
+
+
+def _sweep(root: Path, older_than: float) -> None:
+    for folder in root.glob("reel-*"):
+        try:
+            if folder.stat().st_mtime < older_than:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another request removed it first
+            continue
+
+
+__all__ = ["build_highlights_tab"]

@@ -1,0 +1,182 @@
+"""Batched yes/no scoring: how likely the model is to answer "yes", from ONE forward pass.
+
+Contract: ``score(loaded, clips, question, options=("yes", "no"), batch_size=4, cancel=None)``
+returns one probability in [0, 1] per clip, in order: the model's probability of answering with
+``options[0]`` rather than ``options[1]``, read from the logits of the FIRST answer token. Nothing
+is generated and no text is searched (the reference highlight generator generated an answer and
+looked for "yes" in it, which also matched "eyes").
+
+* Each clip is a ``media.VideoClip`` sent as a short video, exactly like a chat video (the same
+  message converter and processor call: pipelines.messages.build_messages and
+  pipelines.chat.encode_batch), so SmolVLM sees "Frame from MM:SS" lines with the clip's own
+  timestamps and PerceptionLM gets ``num_frames`` = the clip's frame count.
+* Rows of a batch are LEFT-padded, so position -1 of every row is that row's last prompt token;
+  ``logits_to_keep=1`` skips the vocabulary projection of every other position. Position ids are
+  passed explicitly (count of real tokens so far), so a padded row computes what it would alone:
+  batch scores equal one-by-one scores (fp32: within 1e-6 on both families).
+* Answer tokens: ``answer_token_ids`` takes the FIRST token of each spelling of each option
+  ("yes", " yes", "Yes", " Yes", "YES", " YES"; the leading-space forms are what SmolVLM writes
+  after "Assistant:", the bare forms what PerceptionLM writes after its header). Ids that decode
+  to whitespace only or that start both options are dropped. The probability of an option is
+  the softmax mass of its ids, normalised over the ids of both options.
+* Forward passes run through the model's device-lock hooks (pipelines.devices) inside
+  ``cancel_scope(cancel)``: Stop ends a scan at its next batch, and a chat and a scan share the
+  device fairly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from . import media
+from .chat import encode_batch
+from .devices import cancel_scope
+from .errors import BadInputError, GenerationCancelled, InputTooLongError, OutOfMemoryError
+from .loading import LoadedModel
+from .messages import VIDEO, Attachment, BuiltConversation, Turn, build_messages
+
+DEFAULT_BATCH_SIZE = 4
+_SPELLINGS = ("{}", " {}", "{}", " {}", "{}", " {}")
+_CASES = (str.lower, str.lower, str.capitalize, str.capitalize, str.upper, str.upper)
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """First-token ids of each option (``positive`` = options[0], ``negative`` = options[1])."""
+
+    positive: tuple[int, ...]
+    negative: tuple[int, ...]
+
+
+def answer_token_ids(tokenizer, options: Sequence[str] = ("yes", "no")) -> AnswerTokens:
+    """The first-token ids that start each option, robust to spacing and case (module doc)."""
+    if len(options) != 2 or not all(isinstance(o, str) and o.strip() for o in options):
+        raise BadInputError("Scoring needs exactly two non-empty answer options, such as yes and no.")
+    firsts = [_first_tokens(tokenizer, option.strip()) for option in options]
+    shared = firsts[0] & firsts[1]
+    positive, negative = (tuple(sorted(ids - shared)) for ids in firsts)
+    if not positive or not negative:
+        raise BadInputError(f"The model's tokenizer cannot tell '{options[0]}' from '{options[1]}' by their first token.")
+    return AnswerTokens(positive, negative)
+
+
+def _first_tokens(tokenizer, word: str) -> set[int]:
+    ids = set()
+    for spelling, case in zip(_SPELLINGS, _CASES):
+        encoded = tokenizer.encode(spelling.format(case(word)), add_special_tokens=False)
+        if encoded and tokenizer.decode(encoded[:1]).strip():
+            ids.add(int(encoded[0]))
+    return ids
+
+
+def option_probability(logits: torch.Tensor, answers: AnswerTokens) -> torch.Tensor:
+    """(rows, vocab) first-answer-token logits -> (rows,) probability of the positive option."""
+    logits = logits.float()
+    positive = torch.logsumexp(logits[:, list(answers.positive)], dim=-1)
+    negative = torch.logsumexp(logits[:, list(answers.negative)], dim=-1)
+    return torch.sigmoid(positive - negative)  # = softmax over the two options' masses
+
+
+def score(
+    loaded: LoadedModel,
+    clips: Sequence[media.VideoClip],
+    question: str,
+    options: Sequence[str] = ("yes", "no"),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cancel: threading.Event | None = None,
+    system_prompt: str = "",
+    on_batch: Callable[[int], None] | None = None,
+) -> list[float]:
+    """Probability of ``options[0]`` for each clip; see the module docstring for the contract.
+
+    ``on_batch(n)`` is called after each batch with the number of clips just scored. Raises
+    GenerationCancelled when ``cancel`` is set, InputTooLongError when one clip's prompt does
+    not fit the model's context, OutOfMemoryError when the device runs out of memory.
+    """
+    if batch_size < 1:
+        raise BadInputError(f"The batch size must be at least 1; got {batch_size}.")
+    scorer = Scorer(loaded, question, options, system_prompt)
+    results: list[float] = []
+    for batch in batches(clips, batch_size):
+        results.extend(scorer.score_batch(batch, cancel))
+        if on_batch is not None:
+            on_batch(len(batch))
+    return results
+
+
+def batches(clips: Sequence[media.VideoClip], batch_size: int) -> list[list[media.VideoClip]]:
+    """Consecutive clips, at most ``batch_size`` per batch, each batch with ONE frame count
+    (PerceptionLM's processor takes one ``num_frames`` per call; equal counts also mean no
+    padded frames on SmolVLM)."""
+    grouped: list[list[media.VideoClip]] = []
+    for clip in clips:
+        last = grouped[-1] if grouped else None
+        if last and len(last) < batch_size and _frame_count(last[0]) == _frame_count(clip):
+            last.append(clip)
+        else:
+            grouped.append([clip])
+    return grouped
+
+
+def _frame_count(clip: media.VideoClip) -> int:
+    return len(clip.sample.indices)
+
+
+class Scorer:
+    """One question, many batches: the prompt parts and answer ids are worked out once."""
+
+    def __init__(self, loaded: LoadedModel, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = ""):
+        if not question.strip():
+            raise BadInputError("The scoring question is empty.")
+        self.loaded = loaded
+        self.question = question.strip()
+        self.system_prompt = system_prompt
+        self.answers = answer_token_ids(loaded.tokenizer, options)
+
+    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None) -> list[float]:
+        """ONE forward pass for all ``clips`` (caller keeps them to one frame count)."""
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("Stopped.")
+        inputs = encode_batch(self.loaded, [self._conversation(clip) for clip in clips], "low")
+        self._check_context(inputs)
+        logits = self._forward(inputs, cancel)
+        return [float(p) for p in option_probability(logits, self.answers)]
+
+    def _conversation(self, clip: media.VideoClip) -> BuiltConversation:
+        turn = Turn("user", self.question, (Attachment(VIDEO, clip.info.path),))
+        return build_messages([turn], self.loaded.spec.family, load_image=_no_images,
+                              load_video=lambda _path: clip, system_prompt=self.system_prompt)
+
+    def _check_context(self, inputs) -> None:
+        longest = int(inputs["attention_mask"].sum(dim=-1).max())
+        limit = self.loaded.spec.context_length
+        if longest >= limit:
+            raise InputTooLongError(longest, limit, "Use fewer frames per window or shorter highlight criteria.")
+
+    def _forward(self, inputs, cancel: threading.Event | None) -> torch.Tensor:
+        mask = inputs["attention_mask"]
+        # Each row counts positions from its own first real token, as it would alone.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        try:
+            with cancel_scope(cancel), torch.inference_mode():
+                output = self.loaded.model(**inputs, position_ids=positions, logits_to_keep=1, use_cache=False)
+        except torch.OutOfMemoryError as error:
+            from .loading import free_memory
+
+            free_memory()
+            raise OutOfMemoryError(
+                "The model ran out of memory while scoring. Use a smaller batch, fewer frames per "
+                "window, or a smaller model."
+            ) from error
+        return output.logits[:, -1, :]
+
+
+def _no_images(path: str):
+    raise BadInputError("Scoring takes video clips only.")
+
+
+__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "batches", "option_probability", "score", "DEFAULT_BATCH_SIZE"]

@@ -1,0 +1,102 @@
+"""The Highlights tab over HTTP: ``/highlights``, ``/highlights_rerender`` and
+``/highlights_criteria`` driven with gradio_client on the app served in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import pytest
+from gradio_client import Client, handle_file
+
+from tests import media_factory
+from tests.highlights_server import serve_highlights
+from tests.media_factory import decode_frame_index
+
+FPS = 10
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hl-app")
+    return media_factory.make_video(folder / "match.mp4", seconds=40, fps=FPS, size=(160, 120), audio=True)
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_smolvlm, tmp_path_factory):
+    previous = os.environ.get("VLMS_CACHE_DIR")
+    os.environ["VLMS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hl-cache"))
+    try:
+        with serve_highlights(tiny_smolvlm) as (url, _demo):
+            yield url
+    finally:
+        if previous is None:
+            os.environ.pop("VLMS_CACHE_DIR", None)
+        else:
+            os.environ["VLMS_CACHE_DIR"] = previous
+
+
+@pytest.fixture()
+def client(app_url):
+    c = Client(app_url, verbose=False)
+    yield c
+    c.close()
+
+
+def _find(client, video, model, target=12, select_by="Target length", criteria="anything moving", **extra):
+    return client.predict(handle_file(str(video)), str(model), criteria, 4, 0, 2, select_by, target, 0.5, 0,
+                          api_name="/highlights", **extra)
+
+
+def _reel(path) -> tuple[float, list[int]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert container.streams.audio, "the reel lost the audio"
+        frames = [decode_frame_index(f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+        return float(stream.duration * stream.time_base), frames
+
+
+def test_highlights_endpoint_returns_reel_timeline_table_and_downloads(client, video, tiny_smolvlm):
+    summary, timeline, table, reel, files, criteria = _find(client, video, tiny_smolvlm)
+    assert "reel · segments:" in summary and "10 windows of 4 s" in summary and "2 frames each" in summary
+    assert timeline.startswith("<svg") and 'class="selected"' in timeline and 'class="score"' in timeline
+    rows = table["data"]
+    assert rows and all(row[3] is True for row in rows)
+    total = sum(row[1] - row[0] for row in rows)
+    seconds, frames = _reel(reel)
+    assert 8.0 <= total <= 12.0 and abs(seconds - total) <= 0.1
+    assert frames == [i for row in rows for i in range(round(row[0] * FPS), round(row[1] * FPS))]
+    assert sorted(Path(f).name for f in files) == ["highlights.edl", "highlights.json", "highlights.srt", "highlights.xspf"]
+    assert criteria == "anything moving"
+
+
+def test_a_new_target_reuses_the_scores_and_an_edited_table_rerenders(client, video, tiny_smolvlm):
+    _find(client, video, tiny_smolvlm, target=12)
+    summary, *_ = _find(client, video, tiny_smolvlm, target=8)
+    assert "from the cache (no model call)" in summary
+    edited = {"headers": ["start (s)", "end (s)", "score", "keep"],
+              "data": [[4.0, 8.0, 0.5, True], [20.0, 24.0, 0.5, False], [30.0, 31.5, None, True]]}
+    summary, timeline, table, reel, files, = client.predict(edited, api_name="/highlights_rerender")
+    assert "5.5 s** reel · segments: 2 ·" in summary
+    assert [row[:2] for row in table["data"]] == [[4.0, 8.0], [30.0, 31.5]]
+    seconds, frames = _reel(reel)
+    assert abs(seconds - 5.5) <= 0.1 and frames == [*range(40, 80), *range(300, 315)]
+
+
+def test_suggested_criteria_fill_the_box(client, video, tiny_smolvlm):
+    criteria = client.predict(handle_file(str(video)), str(tiny_smolvlm), api_name="/highlights_criteria")
+    assert isinstance(criteria, str) and criteria.strip()
+
+
+def test_bad_input_is_a_clear_error_and_the_next_request_works(client, video, tiny_smolvlm, tmp_path):
+    broken = media_factory.make_random_bytes(tmp_path / "broken.mp4")
+    with pytest.raises(Exception) as info:
+        _find(client, broken, tiny_smolvlm)
+    message = str(info.value)
+    assert "Traceback" not in message and "video" in message.lower()
+    with pytest.raises(Exception, match="Edit the table|Find highlights first|Row"):
+        client.predict({"headers": ["start (s)", "end (s)", "score", "keep"], "data": [[9, 3, None, True]]},
+                       api_name="/highlights_rerender")
+    summary, *_ = _find(client, video, tiny_smolvlm)
+    assert "reel · segments:" in summary
