@@ -25,9 +25,7 @@ BENCHMARKS = {
     "highlights": "benchmarks.highlights_vs_reference",
     "render": "benchmarks.render",
     "memory": "benchmarks.memory",
-    "gpu": "benchmarks.gpu",
 }
-CPU_ONLY_SKIP = {"gpu"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
     names = [n for n in (args.only.split(",") if args.only else BENCHMARKS) if n]
-    if args.device == "cpu":
-        names = [n for n in names if n not in CPU_ONLY_SKIP]
     rows: list[Row] = []
     timings, failures = {}, {}
     for name in names:

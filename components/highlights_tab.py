@@ -82,7 +82,9 @@ def build_highlights_tab(config: AppConfig) -> None:
             overlap = gr.Slider(0, limits.window_seconds.value / 2, value=0, step=0.5, label="Window overlap (s)",
                                 info="At most half a window.")
             frames = gr.Slider(0, int(limits.frames_per_window.value), value=0, step=1,
-                               label="Frames per window (0 = model default: 4 SmolVLM2, 8 PerceptionLM)")
+                               label="Frames per window (0 = model default)",
+                               info="Default: one per 5 s of window on SmolVLM2, per 2.5 s on PerceptionLM; at least 2. "
+                                    "More frames: more detail, slower.")
             select_by = gr.Radio([TARGET, THRESHOLD], value=TARGET, label="Select by")
             target = gr.Number(value=DEFAULT_TARGET_SECONDS, minimum=1, label="Target reel length (s)",
                                info="The best windows until the reel is this long.")

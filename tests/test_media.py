@@ -334,15 +334,26 @@ class _LateFailingReader:
         raise decord._ffi.base.DECORDError("simulated late failure")
 
 
-def test_decord_late_failure_falls_back_to_pyav(videos, monkeypatch):
+def test_auto_reads_with_pyav_first_without_touching_decord(videos, monkeypatch):
     import decord
 
-    monkeypatch.setattr(decord, "VideoReader", _LateFailingReader)
+    monkeypatch.setattr(decord, "VideoReader", _LateFailingReader)  # would fail if it were used
     used = []
     original = media._iter_pyav
     monkeypatch.setattr(media, "_iter_pyav", lambda *a: (used.append(1), original(*a))[1])
     frames = read_frames(videos.gop30, SPARSE, probe_video(videos.gop30))
     assert used and _codes(frames) == SPARSE
+
+
+def test_pyav_failure_falls_back_to_decord(videos, monkeypatch):
+    def failing_pyav(*args):
+        raise DecodeError("simulated PyAV failure")
+        yield  # pragma: no cover - makes this a generator like the real one
+
+    monkeypatch.setattr(media, "_iter_pyav", failing_pyav)
+    assert _codes(read_frames(videos.gop30, SPARSE, probe_video(videos.gop30))) == SPARSE
+    with pytest.raises(DecodeError, match="simulated PyAV failure"):
+        read_frames(videos.gop30, SPARSE, probe_video(videos.gop30), backend="pyav")
 
 
 def test_decord_only_failure_is_a_decode_error(videos, monkeypatch):

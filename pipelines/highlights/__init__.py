@@ -17,7 +17,6 @@ See pipeline.py for the stages and their contracts.
 from . import exports
 from .cache import ScoreCache, file_sha256
 from .pipeline import (
-    DEFAULT_FRAMES_PER_WINDOW,
     DEFAULT_WINDOW_SECONDS,
     Analysis,
     HighlightRequest,
@@ -25,6 +24,7 @@ from .pipeline import (
     analyse,
     check_request,
     choose,
+    default_frames_per_window,
     finish,
     make_highlights,
     scoring_question,
@@ -35,8 +35,8 @@ from .selection import Segment, segments_from_rows, select, selected_flags, tota
 from .windows import Window, make_windows
 
 __all__ = [
-    "Analysis", "DEFAULT_FRAMES_PER_WINDOW", "DEFAULT_WINDOW_SECONDS", "HighlightRequest", "HighlightResult",
-    "ScoreCache", "Segment", "Window", "analyse", "check_request", "choose", "exports", "file_sha256", "finish",
+    "Analysis", "DEFAULT_WINDOW_SECONDS", "HighlightRequest", "HighlightResult", "ScoreCache", "Segment", "Window",
+    "analyse", "check_request", "choose", "default_frames_per_window", "exports", "file_sha256", "finish",
     "make_highlights", "make_windows", "render_reel", "scoring_question", "segments_from_rows", "select",
     "selected_flags", "suggest_criteria", "total_seconds",
 ]

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"window length (default {DEFAULT_WINDOW_SECONDS:g})")
     parser.add_argument("--overlap-seconds", type=float, default=0.0, help="overlap of consecutive windows (default 0)")
     parser.add_argument("--frames-per-window", type=_ranged("frames_per_window", int), default=None,
-                        help="frames the model sees per window (default: 4 SmolVLM2, 8 PerceptionLM)")
+                        help="frames the model sees per window (default: one per 5 s of window on SmolVLM2, "
+                             "per 2.5 s on PerceptionLM, at least 2)")
     parser.add_argument("--padding-seconds", type=float, default=0.0, help="extra seconds around each selected window")
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")

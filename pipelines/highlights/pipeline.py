@@ -32,6 +32,7 @@ from typing import Callable
 from .. import isolation, media
 from ..devices import choose_device, choose_dtype, dtype_name, wall_time
 from ..errors import BadInputError, GenerationCancelled
+from ..limits import LIMITS, Limits
 from ..registry import PERCEPTION_LM, SMOLVLM, resolve
 from ..runtime import Runtime
 from ..scoring import DEFAULT_BATCH_SIZE, Scorer
@@ -45,11 +46,22 @@ from .windows import Window, check_window_settings, iter_window_clips, make_wind
 ProgressFn = Callable[[float, str], None]
 
 DEFAULT_WINDOW_SECONDS = 10.0
-# Frames the model sees per window. SmolVLM2: 4 (one every 2.5 s of a 10 s window; each frame
-# is one 512 px tile = 64 tokens on 256M/500M, so a window costs ~400 tokens). PerceptionLM: 8
-# (frames are pooled to 256 tokens each; it was trained on clips with a fixed frame count and
-# sees more per frame, so it gets a denser sample on the GPUs it is normally run on).
-DEFAULT_FRAMES_PER_WINDOW = {SMOLVLM: 4, PERCEPTION_LM: 8}
+# Frames the model sees per window, by default: one every SECONDS_PER_FRAME seconds of the window
+# (at least MIN_FRAMES), so a scan costs the same per minute of video whatever the window length.
+# The vision tower is ~90% of a window's cost (SmolVLM2: a 512 px SigLIP pass per frame, ~1 s on 2
+# CPU cores in bf16), so this is THE speed/detail dial. SmolVLM2: one frame per 5 s (2 per 10 s
+# window; each frame is 64 tokens). PerceptionLM: one per 2.5 s (it pools each frame to 256
+# tokens and is normally run on a GPU, where frames are cheap). The user can ask for up to the
+# ``frames_per_window`` limit.
+SECONDS_PER_FRAME = {SMOLVLM: 5.0, PERCEPTION_LM: 2.5}
+MIN_FRAMES = 2
+
+
+def default_frames_per_window(family: str, window_seconds: float, limits: Limits = LIMITS) -> int:
+    most = int(limits.frames_per_window.value)
+    return max(MIN_FRAMES, min(most, int(round(window_seconds / SECONDS_PER_FRAME[family]))))
+
+
 MAX_BATCH_SIZE = 64
 
 SCORING_SYSTEM_PROMPT = (
@@ -71,7 +83,7 @@ class HighlightRequest:
     auto_criteria: bool = False  # ask the model for criteria when ``criteria`` is empty
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     overlap_seconds: float = 0.0
-    frames_per_window: int | None = None  # None: DEFAULT_FRAMES_PER_WINDOW of the model's family
+    frames_per_window: int | None = None  # None: default_frames_per_window(family, window_seconds)
     target_seconds: float | None = None
     threshold: float | None = None
     padding_seconds: float = 0.0
@@ -180,7 +192,7 @@ def analyse(
     info = probe(request.video, runtime.limits)
     spec = resolve(request.model)
     dtype = dtype_name(choose_dtype(choose_device(runtime.device), runtime.dtype))
-    frames = int(request.frames_per_window or DEFAULT_FRAMES_PER_WINDOW[spec.family])
+    frames = int(request.frames_per_window or default_frames_per_window(spec.family, request.window_seconds, runtime.limits))
     video_hash = file_sha256(request.video)
     criteria = _criteria(request, runtime, cache, video_hash, spec.source, dtype, cancel, progress)
     settings = dict(window_seconds=float(request.window_seconds), overlap_seconds=float(request.overlap_seconds),
