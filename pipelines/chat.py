@@ -101,23 +101,7 @@ def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event
 def encode(loaded: LoadedModel, built: BuiltConversation, detail: str) -> dict:
     """Messages -> model inputs on the model's device, exactly as the model card's code does it,
     plus the real video metadata and control-token sanitising."""
-    processor_kwargs = _processor_kwargs(loaded, built, detail)
-    try:
-        inputs = loaded.processor.apply_chat_template(
-            built.messages,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            sanitize_control_tokens=True,
-            processor_kwargs=processor_kwargs,
-        )
-    except (ValueError, TypeError) as error:
-        raise BadInputError(f"The model's processor could not prepare this input: {error}") from error
-    except MemoryError:
-        raise OutOfMemoryError("Preparing this input for the model ran out of memory. Use fewer or smaller "
-                               "images, fewer frames or a lower image detail.") from None
-    return inputs.to(loaded.device, dtype=loaded.dtype)
+    return _apply_template(loaded, built.messages, _processor_kwargs(loaded, built, detail))
 
 
 def encode_batch(loaded: LoadedModel, builts: list[BuiltConversation], detail: str) -> dict:
@@ -137,18 +121,26 @@ def encode_batch(loaded: LoadedModel, builts: list[BuiltConversation], detail: s
         if loaded.spec.family == PERCEPTION_LM and len(counts) > 1:
             raise BadInputError("Every video in one PerceptionLM batch needs the same number of frames.")
     kwargs.update(padding=True, padding_side="left")
+    return _apply_template(loaded, [built.messages for built in builts], kwargs)
+
+
+def _apply_template(loaded: LoadedModel, conversations: list, processor_kwargs: dict) -> dict:
+    """The one processor call behind ``encode`` and ``encode_batch``, with its errors worded."""
     try:
         inputs = loaded.processor.apply_chat_template(
-            [built.messages for built in builts],
+            conversations,
             add_generation_prompt=True,
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
             sanitize_control_tokens=True,
-            processor_kwargs=kwargs,
+            processor_kwargs=processor_kwargs,
         )
     except (ValueError, TypeError) as error:
         raise BadInputError(f"The model's processor could not prepare this input: {error}") from error
+    except MemoryError:
+        raise OutOfMemoryError("Preparing this input for the model ran out of memory. Use fewer or smaller "
+                               "images, fewer frames or a lower image detail.") from None
     return inputs.to(loaded.device, dtype=loaded.dtype)
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from pipelines.errors import BadInputError
 from pipelines.highlights import Analysis, Segment, Window, exports, make_windows, segments_from_rows, select
 from pipelines.highlights.selection import merge, selected_flags, total_seconds
-from pipelines.highlights.windows import check_window_settings, frame_indices
+from pipelines.highlights import default_frames_per_window
+from pipelines.highlights.windows import check_window_settings, chunks, frame_indices
 from pipelines.media import VideoInfo
 
 EPS = 1e-6
@@ -46,6 +47,17 @@ def test_frame_indices_spread_inside_the_window_and_repeat_when_short():
     assert frame_indices(Window(0, 10.0, 20.0), 10.0, 1200, 4) == (112, 137, 162, 187)
     assert frame_indices(Window(0, 0.0, 0.2), 10.0, 1200, 4) == (0, 0, 1, 1)
     assert frame_indices(Window(0, 119.5, 120.0), 10.0, 1200, 2) == (1196, 1198)
+
+
+def test_default_frames_follow_the_window_length_per_family():
+    assert [default_frames_per_window("smolvlm", w) for w in (2, 10, 30, 60)] == [2, 2, 6, 12]
+    assert [default_frames_per_window("perception_lm", w) for w in (2, 10, 30, 60)] == [2, 4, 12, 16]
+
+
+def test_decoding_chunks_are_consecutive_and_bounded():
+    plan = [(0, 1), (2, 3), (3, 4), (5, 6), (7, 8)]
+    assert chunks(plan, frame_bytes=10, budget=40) == [[0, 1], [2, 3], [4]]
+    assert chunks(plan, frame_bytes=10, budget=5) == [[0], [1], [2], [3], [4]]  # one window at least
 
 
 # --- selection: properties -------------------------------------------------------------------
