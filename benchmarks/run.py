@@ -1,6 +1,7 @@
 """Run every benchmark, print one table of measured ratios, write JSON under benchmarks/results/.
 
     python -m benchmarks.run --device cpu [--quick] [--only frames,chat,...]
+    python -m benchmarks.run --device cuda   (chat, memory and the GPU-only figures)
 
 Each benchmark generates its own media and builds the full-size random stand-ins it needs
 (cached under ~/.cache/vlm-studio-bench, or $VLMS_BENCH_CACHE).
@@ -25,7 +26,11 @@ BENCHMARKS = {
     "highlights": "benchmarks.highlights_vs_reference",
     "render": "benchmarks.render",
     "memory": "benchmarks.memory",
+    "gpu": "benchmarks.gpu",
 }
+# What a plain run measures on each device: the CPU run compares against the reference
+# approaches; the CUDA run adds the GPU-only figures (decode vs bandwidth, compile, 1-hour scan).
+DEFAULTS = {"cpu": ("frames", "chat", "highlights", "render", "memory"), "cuda": ("chat", "memory", "gpu")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and cases (a smoke run)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
-    names = [n for n in (args.only.split(",") if args.only else BENCHMARKS) if n]
+    names = [n for n in (args.only.split(",") if args.only else DEFAULTS[args.device]) if n]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     rows: list[Row] = []
     timings, failures = {}, {}
     for name in names:

@@ -18,7 +18,7 @@ from .adapter import ui_errors
 from .config import ASSETS_DIR, AppConfig
 from .history import textbox_value, to_turns, user_message
 from .runs import ActiveRuns, session_key
-from .widgets import format_stats, generation_controls, model_picker, settings_from, video_controls
+from .widgets import format_stats, generation_controls, model_picker, settings_from, stopped_stats, video_controls
 
 THUMBNAIL_PX = 224
 # Tall enough to read, short enough that the message box stays on a 768 px laptop screen
@@ -103,7 +103,11 @@ def build_chat_tab(config: AppConfig) -> None:
             RUNS.finish(key, cancel)
 
     def stop_run(request: gr.Request = None):
-        RUNS.cancel(session_key(request, "chat"))
+        return RUNS.cancel(session_key(request, "chat")) > 0
+
+    def note_stopped(line, was_running):
+        # `cancels` drops the stream's own last update, so the stats line is marked here.
+        return stopped_stats(line) if was_running else gr.skip()
 
     def retry_last(history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
                    image_detail, video_fps, frames_limit, request: gr.Request = None):
@@ -127,7 +131,9 @@ def build_chat_tab(config: AppConfig) -> None:
                                concurrency_id="model", concurrency_limit=config.concurrency)
     retried = retry.click(retry_last, [chatbot, *settings], outputs, api_name="chat_retry",
                           concurrency_id="model", concurrency_limit=config.concurrency)
-    stop.click(stop_run, None, None, cancels=[submitted, retried], api_name="chat_stop", queue=False)
+    stopped = gr.State(False)
+    stop.click(stop_run, None, [stopped], cancels=[submitted, retried], api_name="chat_stop", queue=False).then(
+        note_stopped, [stats, stopped], [stats], api_name=False, queue=False)
     undo.click(undo_last, [chatbot], [chatbot, textbox], api_name=False)
     clear.click(lambda: ([], None, "", []), None, outputs, api_name=False)
     _examples(textbox)

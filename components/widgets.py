@@ -101,6 +101,15 @@ def finish_note(chunk) -> list[str]:
     return []
 
 
+def stopped_stats(line: str) -> str:
+    """The stats line of a reply the user stopped: "stopped" added once, after the figures (any
+    notices below the first line are kept)."""
+    first, newline, rest = (line or "").partition("\n")
+    if not first.strip() or first.endswith(" · stopped"):
+        return line
+    return f"{first} · stopped{newline}{rest}"
+
+
 def format_stats(chunk, prepared) -> str:
     """The stats line shown under the answer (never inside the reply text)."""
     parts = chunk_stats(chunk)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import isolation, media
+from .devices import on_fresh_thread
 from .errors import BadInputError, InputTooLongError, OutOfMemoryError
 from .generation import Chunk, GenerationSettings, stream_generate
 from .loading import LoadedModel
@@ -79,6 +80,11 @@ def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event |
 
 
 def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> PreparedChat:
+    # The processor runs tensor ops: on a thread that ends with it (see pipelines.devices).
+    return on_fresh_thread(_prepare_chat, request, runtime, cancel)
+
+
+def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None) -> PreparedChat:
     _check_request(request, runtime)
     loaded = runtime.load(request.model)
     fps, max_frames = video_sampling(loaded, request, runtime)

@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import media, memory
+from . import isolation, memory
 from .chat import ChatRequest, ChatStream, start_chat
 from .devices import choose_device, dtype_name, wall_time
 from .errors import BadInputError, NotEnoughMemoryError, VLMError
@@ -137,7 +137,7 @@ def _compare_turn(question: str, images: Sequence[str], video: str | None) -> Tu
 
 def _checked_kind(path: str, wanted: str) -> str:
     """Refuse a file in the wrong box before any model loads; judged by content, not by name."""
-    kind = media.file_kind(path)
+    kind = isolation.file_kind(path)  # FFmpeg parses the untrusted container in a bounded child
     if kind == wanted:
         return path
     name = Path(path).name

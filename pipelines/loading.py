@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .devices import choose_device, choose_dtype, dtype_name, guard_model
+from .devices import choose_device, choose_dtype, dtype_name, guard_model, on_fresh_thread
 from .errors import ModelUnavailableError
 from .registry import ModelSpec, resolve
 
@@ -69,7 +69,7 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
             return _cache[key]
         while len(_cache) >= MAX_CACHED_MODELS:
             _evict_oldest()
-        loaded = _load_uncached(spec, chosen_device, chosen_dtype)
+        loaded = on_fresh_thread(_load_uncached, spec, chosen_device, chosen_dtype)  # see pipelines.devices
         _cache[key] = loaded
         return loaded
 

@@ -34,7 +34,7 @@ import torch
 
 from . import media
 from .chat import encode_batch
-from .devices import cancel_scope
+from .devices import cancel_scope, on_fresh_thread
 from .errors import BadInputError, GenerationCancelled, InputTooLongError, OutOfMemoryError
 from .loading import LoadedModel
 from .messages import VIDEO, Attachment, BuiltConversation, Turn, build_messages
@@ -138,7 +138,11 @@ class Scorer:
         self.answers = answer_token_ids(loaded.tokenizer, options)
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None) -> list[float]:
-        """ONE forward pass for all ``clips`` (caller keeps them to one frame count)."""
+        """ONE forward pass for all ``clips`` (caller keeps them to one frame count), on a thread
+        that ends with it (see pipelines.devices)."""
+        return on_fresh_thread(self._score_batch, clips, cancel)
+
+    def _score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
         inputs = encode_batch(self.loaded, [self._conversation(clip) for clip in clips], "low")

@@ -67,3 +67,20 @@ def short_video(media_dir) -> Path:
 @pytest.fixture(scope="session")
 def video_20s(media_dir) -> Path:
     return media_factory.make_video(media_dir / "twenty.mp4", seconds=20, fps=15, size=(128, 96), audio=True)
+
+
+@pytest.fixture()
+def app_url(app) -> str:
+    """The URL of the module's running app; modules that serve with ``app`` = (url, demo) get it
+    from there, others define their own ``app_url``."""
+    return app[0]
+
+
+@pytest.fixture()
+def client(app_url):
+    """A gradio_client connected to the module's running app, closed after the test."""
+    from gradio_client import Client
+
+    connection = Client(app_url, verbose=False)
+    yield connection
+    connection.close()

@@ -6,8 +6,9 @@ import threading
 import time
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
+from components.widgets import stopped_stats
 from tests import media_factory
 from tests.app_server import serve
 
@@ -17,13 +18,6 @@ def app_url(tiny_model):
     """The app serving each tiny checkpoint in turn (SmolVLM2, then PerceptionLM)."""
     with serve(tiny_model) as (url, _demo):
         yield url
-
-
-@pytest.fixture()
-def client(app_url):
-    c = Client(app_url, verbose=False)
-    yield c
-    c.close()
 
 
 def _answer(history) -> str:
@@ -125,3 +119,12 @@ def test_retry_replaces_the_last_answer_and_keeps_earlier_turns(client, sample_i
     assert _texts(retried[: len(first)]) == _texts(second[: len(first)])  # earlier turns untouched
     assert sum(1 for m in retried for c in m["content"] if c.get("type") == "file") == 1  # image kept
     assert "And the colours?" in str(retried[-2]["content"]) and "new tokens" in stats
+
+
+def test_a_stopped_reply_says_so_once_and_keeps_its_notices():
+    line = "first token 0.10 s · 5 new tokens · 64 visual of 90 prompt tokens\n\n> Only the first 8 frames were used."
+    stopped = stopped_stats(line)
+    assert stopped.splitlines()[0].endswith(" · stopped")
+    assert stopped.endswith("> Only the first 8 frames were used.")
+    assert stopped_stats(stopped) == stopped  # a second Stop adds nothing
+    assert stopped_stats("") == ""  # nothing was shown yet: nothing to mark

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from PIL import Image
 
 import pipelines.chat
@@ -36,13 +36,6 @@ MAX_MESSAGE_CHARS = 400
 def app(tiny_smolvlm):
     with serve(tiny_smolvlm) as (url, demo):
         yield url, demo
-
-
-@pytest.fixture()
-def client(app):
-    c = Client(app[0], verbose=False)
-    yield c
-    c.close()
 
 
 # =============================================================================================

@@ -36,13 +36,6 @@ def app(tiny_smolvlm):
         yield url, demo
 
 
-@pytest.fixture()
-def client(app):
-    c = Client(app[0], verbose=False)
-    yield c
-    c.close()
-
-
 def generate_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "vlms-generate"]
 

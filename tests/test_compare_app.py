@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from pipelines import loading, memory
 from tests.app_server import serve
@@ -17,13 +17,6 @@ from tests.app_server import serve
 def app_url(tiny_smolvlm):
     with serve(tiny_smolvlm) as (url, _demo):
         yield url
-
-
-@pytest.fixture()
-def client(app_url):
-    c = Client(app_url, verbose=False)
-    yield c
-    c.close()
 
 
 def _files(*paths):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 import pipelines.loading
 from components.adapter import GENERIC_MESSAGE
@@ -31,13 +31,6 @@ STALL_S = 2
 def app(tiny_smolvlm):
     with serve(tiny_smolvlm, limits=LIMITS.with_value("generation_stall_s", STALL_S)) as (url, demo):
         yield url, demo
-
-
-@pytest.fixture()
-def client(app):
-    c = Client(app[0], verbose=False)
-    yield c
-    c.close()
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from tests import media_factory
 from tests.highlights_server import serve_highlights
@@ -35,13 +35,6 @@ def app_url(tiny_smolvlm, tmp_path_factory):
             os.environ.pop("VLMS_CACHE_DIR", None)
         else:
             os.environ["VLMS_CACHE_DIR"] = previous
-
-
-@pytest.fixture()
-def client(app_url):
-    c = Client(app_url, verbose=False)
-    yield c
-    c.close()
 
 
 def _find(client, video, model, target=12, select_by="Target length", criteria="anything moving", **extra):

@@ -58,6 +58,7 @@ def test_upload_send_stream_stop_and_follow_up(page, app_url):
     page.locator("#chat-stop").dispatch_event("click")
     steady_length(lambda: _last_answer(page), quiet=1.5, timeout=10)
     wait_for(lambda: not generate_threads(), timeout=5, message="the generation thread kept running after Stop")
+    expect(page.locator("#chat-stats")).to_contain_text("stopped")  # the user sees why it ended
     stats = page.locator("#chat-stats").inner_text()
     generated = int(re.search(r"(\d+) new tokens", stats).group(1))
     assert 0 < generated < 2000 and "limit" not in stats, f"Stop did not land mid-stream: {stats}"
