@@ -2,7 +2,9 @@
 streamer, cancel criteria, device-lock hooks) vs a bare ``model.generate`` on identical inputs.
 
 Model: the full-size random SmolVLM2-256M stand-in, fp32 and bf16. Inputs: one image (one tile,
-the CPU default) and an 8-frame video. Target: at most 5% overhead on both figures.
+the CPU default) and an 8-frame video. Target: at most 5% overhead on both figures. Both sides
+read TTFT and decode speed from the same run's token timestamps (the bare side through a streamer
+that only records times), medians of interleaved repeats.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import statistics
 import time
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from pipelines.chat import ChatRequest, prepare_chat
 from pipelines.devices import on_fresh_thread
@@ -41,21 +44,36 @@ def _bare_model(model_dir, dtype: torch.dtype, device: str):
     return on_fresh_thread(lambda: AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype).to(device).eval())
 
 
-def _bare(model, inputs, new_tokens: int) -> float:
-    """A bare ``generate``, timed. It runs on a thread that ends with it, as everything tensor-
-    heavy in the app does: a generate on this (long-lived) main thread would leave an OpenMP pool
-    here that slows every OTHER thread's decoding (pipelines/devices.py), i.e. the harness would
-    penalise the pipeline for the reference's sake."""
+class _Clock(BaseStreamer):
+    """Timestamps of what ``generate`` hands a streamer: the prompt first, then each new token.
+    The cheapest way to read a bare generate's TTFT and decode speed from ONE run."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def _bare(model, inputs) -> tuple[float, float]:
+    """(time to first token, decode tokens/s) of a bare ``generate``. It runs on a thread that ends
+    with it, as everything tensor-heavy in the app does: a generate on this (long-lived) main
+    thread would leave an OpenMP pool here that slows every OTHER thread's decoding
+    (pipelines/devices.py), i.e. the harness would penalise the pipeline for the reference's sake."""
+    clock = _Clock()
     started = time.perf_counter()
-    on_fresh_thread(_generate, model, inputs, new_tokens)
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+    on_fresh_thread(_generate, model, inputs, clock)
+    first, last = clock.times[1], clock.times[-1]  # times[0]: the prompt
+    return first - started, (len(clock.times) - 2) / (last - first)
 
 
-def _generate(model, inputs, new_tokens: int) -> None:
+def _generate(model, inputs, streamer: BaseStreamer) -> None:
     with torch.inference_mode():
-        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        model.generate(**inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                       streamer=streamer)
 
 
 def _ours(loaded, inputs) -> tuple[float, float]:
@@ -75,21 +93,17 @@ def measure(model_dir, dtype_name: str, kind: str, repeats: int, device: str = "
     prepare_s = time.perf_counter() - started
     inputs = prepared.inputs
     bare = _bare_model(model_dir, prepared.loaded.dtype, device)
-    _bare(bare, inputs, 2)  # warm-up both paths
+    _bare(bare, inputs)  # warm-up both paths
     _ours(prepared.loaded, inputs)
-    bare_ttft, bare_full, ours_ttft, ours_tps = [], [], [], []
+    bare_runs, our_runs = [], []
     for _ in range(repeats):  # interleaved so drift on a busy machine hits both alike
-        bare_ttft.append(_bare(bare, inputs, 1))
-        bare_full.append(_bare(bare, inputs, NEW_TOKENS))
-        ttft, tps = _ours(prepared.loaded, inputs)
-        ours_ttft.append(ttft)
-        ours_tps.append(tps)
+        bare_runs.append(_bare(bare, inputs))
+        our_runs.append(_ours(prepared.loaded, inputs))
     del bare
-    ttft_b = statistics.median(bare_ttft)
-    decode_b = (NEW_TOKENS - 1) / (statistics.median(bare_full) - ttft_b)
+    median = lambda runs, k: statistics.median(run[k] for run in runs)  # noqa: E731
     return {"prepare_s": prepare_s, "visual_tokens": prepared.visual_tokens, "prompt_tokens": prepared.prompt_tokens,
-            "ttft_ours": statistics.median(ours_ttft), "ttft_bare": ttft_b,
-            "tps_ours": statistics.median(ours_tps), "tps_bare": decode_b}
+            "ttft_ours": median(our_runs, 0), "ttft_bare": median(bare_runs, 0),
+            "tps_ours": median(our_runs, 1), "tps_bare": median(bare_runs, 1)}
 
 
 def run(device: str = "cpu", quick: bool = False) -> list[Row]:

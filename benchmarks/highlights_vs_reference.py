@@ -315,7 +315,7 @@ def measure(quick: bool = False, every: int = 1, model: Path | None = None, poli
 # benchmarks.run measures the reference's windows on one in RUN_BASELINE_EVERY and extrapolates,
 # so the whole suite stays under 30 minutes; its per-window times vary by a few percent (34-39 s
 # over 20 windows, 2026-11-23). `python -m benchmarks.highlights_vs_reference` measures them all.
-RUN_BASELINE_EVERY = 6
+RUN_BASELINE_EVERY = 10
 
 
 def run(device: str = "cpu", quick: bool = False) -> list[Row]:

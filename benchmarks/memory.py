@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from .common import CACHE_DIR, Row, cached, stand_in
 
@@ -25,10 +26,24 @@ def video_64s():
                                                                       size=(640, 360)).rename(out))
 
 
-def child(model_dir: str, device: str, video: str) -> dict:
-    """Runs in the child: load, build the prompt, prefill + one token, report the peak."""
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux: ``VmHWM`` of /proc/self/status, the high-water
+    mark of THIS program's memory map. Not ``ru_maxrss``: Linux carries that across ``exec`` from
+    the parent's memory map (subprocess forks with vfork), so a child started by a big parent
+    reports at least the parent's size (both the 256M and the 500M case read 4.421 GB that way)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(model_dir: str, device: str, video: str) -> dict:
+    """Runs in the child: load, build the prompt, prefill + one token, report the peak."""
     import torch
 
     from pipelines.chat import ChatRequest, prepare_chat
@@ -43,8 +58,7 @@ def child(model_dir: str, device: str, video: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
     for _ in stream_generate(prepared.loaded, prepared.inputs, GenerationSettings(max_new_tokens=1, min_new_tokens=1)):
         pass
-    peak_gb = (torch.cuda.max_memory_allocated() if device == "cuda"
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 1e9
+    peak_gb = (torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()) / 1e9
     return {"peak_gb": peak_gb, "prompt_tokens": prepared.prompt_tokens, "frames": len(prepared.frames_seen)}
 
 

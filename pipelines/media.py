@@ -566,8 +566,11 @@ def _take(frames: np.ndarray, order: list[int], wanted: list[int], info: VideoIn
     """Map decoded unique frames back to the requested order and validate the result."""
     if frames is None:
         raise DecodeError(f"Could not decode {Path(info.path).name}: the reader returned no frames.")
-    position = {index: k for k, index in enumerate(order)}
-    result = frames[[position[i] for i in wanted]]
+    if wanted == order:  # the usual request (ascending, no repeats): no 2nd copy of every frame
+        result = frames
+    else:
+        position = {index: k for k, index in enumerate(order)}
+        result = frames[[position[i] for i in wanted]]
     if result.ndim != 4 or result.shape[0] != len(wanted) or result.shape[3] != 3 or 0 in result.shape:
         raise DecodeError(f"Could not decode {Path(info.path).name}: the reader returned no usable frames.")
     return np.ascontiguousarray(result, dtype=np.uint8)
