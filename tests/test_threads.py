@@ -27,10 +27,23 @@ def native_threads() -> int:
     return len(os.listdir("/proc/self/task")) - threading.active_count()
 
 
+def settled_native_threads(timeout: float = 3.0) -> int:
+    """The native thread count once earlier tests' threads have finished exiting."""
+    deadline = time.monotonic() + timeout
+    count = native_threads()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = native_threads()
+        if now == count:
+            break
+        count = now
+    return count
+
+
 def pool_threads_left_by(work) -> int:
     """Run ``work`` on a thread that stays alive, and count the native threads it leaves."""
     done, release = threading.Event(), threading.Event()
-    before = native_threads()
+    before = settled_native_threads()
     counted = []
 
     def caller() -> None:
@@ -71,14 +84,14 @@ def test_a_parallel_op_on_a_long_lived_thread_keeps_a_pool(two_intra_op_threads)
 
 
 def test_the_same_op_on_a_fresh_thread_leaves_none(two_intra_op_threads):
-    assert pool_threads_left_by(lambda: devices.on_fresh_thread(_parallel_op)) == 0
+    assert pool_threads_left_by(lambda: devices.on_fresh_thread(_parallel_op)) <= 0
 
 
 def test_preparing_a_chat_leaves_no_pool_on_the_caller(two_intra_op_threads, tiny_smolvlm, sample_image):
     request = ChatRequest(str(tiny_smolvlm), (Turn("user", "What is this?", (Attachment("image", str(sample_image)),)),),
                           image_detail="high")
     prepare_chat(request, RUNTIME)  # loads the model once
-    assert pool_threads_left_by(lambda: prepare_chat(request, RUNTIME)) == 0
+    assert pool_threads_left_by(lambda: prepare_chat(request, RUNTIME)) <= 0
 
 
 def test_fresh_thread_returns_the_result_and_re_raises_errors():
