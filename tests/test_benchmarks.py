@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import chat_overhead, common, gpu, memory
+from benchmarks import chat_overhead, common, gpu, highlights_vs_reference, memory
 from benchmarks import run as bench_run
 
 
 @pytest.fixture()
 def bench_cache(tmp_path, monkeypatch):
     """Generated benchmark media go to a temp dir, not the user's cache."""
-    for module in (common, gpu, chat_overhead, memory):
+    for module in (common, gpu, chat_overhead, highlights_vs_reference, memory):
         monkeypatch.setattr(module, "CACHE_DIR", tmp_path)
     return tmp_path
 
@@ -61,3 +61,45 @@ def test_runner_refuses_unknown_benchmarks_and_cuda_without_a_gpu(capsys):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             gpu.run(device="cuda", quick=True)
+
+
+def test_paired_ratios_favour_the_better_side_whatever_the_unit():
+    assert chat_overhead.paired_ratios([2.0, 4.0], [1.0, 2.0], higher_is_better=False) == [0.5, 0.5]  # slower TTFT
+    assert chat_overhead.paired_ratios([22.0], [20.0], higher_is_better=True) == [pytest.approx(1.1)]  # faster decode
+    with pytest.raises(ValueError):
+        chat_overhead.paired_ratios([1.0], [1.0, 2.0], higher_is_better=True)
+
+
+def test_overhead_row_judges_the_median_pair_and_reports_the_spread():
+    # One noisy round (3.0 s) does not decide the verdict; the median pair does.
+    row = chat_overhead.overhead_row("TTFT x", "s", ours=[1.0, 1.02, 3.0], bare=[1.0, 1.0, 1.0])
+    assert row.ratio == pytest.approx(1 / 1.02) and row.met is True
+    assert "3 paired rounds, ratios 0.33-1.00" in row.note
+    slow = chat_overhead.overhead_row("decode x", "tok/s", ours=[9.0, 9.0, 9.0], bare=[10.0, 10.0, 10.0])
+    assert slow.ratio == pytest.approx(0.9) and slow.met is False
+
+
+def test_chat_overhead_drives_the_pipeline_and_a_bare_generate_on_the_same_inputs(tiny_smolvlm, bench_cache):
+    m = chat_overhead.measure(tiny_smolvlm, "fp32", "image", repeats=2)
+    assert len(m["ours"]) == len(m["bare"]) == 2 and m["visual_tokens"] > 0
+    for ttft, tokens_per_second in m["ours"] + m["bare"]:
+        assert ttft > 0 and tokens_per_second > 0
+
+
+def test_results_name_the_cpu_because_bf16_speed_depends_on_its_extensions():
+    info = common.machine()
+    assert info["cpus"] >= 1 and info["cpu"].endswith(")") and "unknown (" not in info["cpu"]
+
+
+def test_highlights_rows_give_the_end_to_end_ratio_and_each_stage(tiny_smolvlm, bench_cache):
+    figures = highlights_vs_reference.measure(quick=True, every=6, model=tiny_smolvlm, policy="typical")
+    end_to_end, criteria, windows, render = highlights_vs_reference.rows(figures)
+    assert end_to_end.ratio == pytest.approx(end_to_end.reference / end_to_end.ours)
+    assert figures["model"] == str(tiny_smolvlm)  # a given checkpoint never builds the full-size stand-in
+    assert not (bench_cache / "standin-256m").exists()
+    stages = (criteria, windows, render)
+    assert [row.case.split(": ")[1].split(",")[0] for row in stages] == ["criteria", "decode + score", "render + export"]
+    assert all(row.ours > 0 for row in stages)
+    # The stages are the end-to-end figures taken apart (ours also loads the model once).
+    assert sum(row.ours for row in stages) <= end_to_end.ours
+    assert windows.reference == pytest.approx(figures["reference"]["phases_s"]["windows_extrapolated"])
