@@ -4,7 +4,8 @@ streamer, cancel criteria, device-lock hooks) vs a bare ``model.generate`` on id
 Model: the full-size random SmolVLM2-256M stand-in, fp32 and bf16. Inputs: one image (one tile,
 the CPU default) and an 8-frame video. Target: at most 5% overhead on both figures. Both sides
 drive the same loaded module and read TTFT and decode speed from the same run's token timestamps
-(the bare side through a streamer that only records times), medians of interleaved repeats.
+(the bare side through a streamer that only records times). Rounds run one of each, taking turns
+at going first; a row's ratio is the median of the rounds' paired ratios.
 """
 
 from __future__ import annotations
@@ -90,19 +91,15 @@ def measure(model_dir, dtype_name: str, kind: str, repeats: int, device: str = "
     inputs = prepared.inputs
     # The SAME module on both sides, so the ratio compares the pipeline alone: with a second copy
     # of the weights the bf16 decode ratio wandered from 0.91x to 1.10x between full runs.
-    bare = prepared.loaded.model
-    _bare(bare, inputs)
-    _ours(prepared.loaded, inputs)
-    bare_runs, our_runs = [], []
+    sides = {"bare": lambda: _bare(prepared.loaded.model, inputs), "ours": lambda: _ours(prepared.loaded, inputs)}
+    for run_once in sides.values():  # warm-up
+        run_once()
+    runs = {name: [] for name in sides}
     for round_ in range(repeats):  # interleaved, taking turns at going first: drift hits both alike
-        if round_ % 2:
-            our_runs.append(_ours(prepared.loaded, inputs))
-            bare_runs.append(_bare(bare, inputs))
-        else:
-            bare_runs.append(_bare(bare, inputs))
-            our_runs.append(_ours(prepared.loaded, inputs))
+        for name in list(sides)[::-1 if round_ % 2 else 1]:
+            runs[name].append(sides[name]())
     return {"prepare_s": prepare_s, "visual_tokens": prepared.visual_tokens, "prompt_tokens": prepared.prompt_tokens,
-            "bare": bare_runs, "ours": our_runs}
+            **runs}
 
 
 def paired_ratios(ours: list[float], bare: list[float], higher_is_better: bool) -> list[float]:

@@ -1,9 +1,9 @@
 """Peak memory for a 64-frame video prompt (prefill + one token) on each SmolVLM2 size and PLM-1B.
 
 Each case runs in its own child process so the peak belongs to that case alone: peak RSS on the
-CPU (``VmHWM``, see ``peak_rss_bytes``), ``torch.cuda.max_memory_allocated`` on a GPU. PerceptionLM takes its fixed
-32 frames (64 x 256 tokens would not fit its 11,520-token context). GPU targets: the model cards'
-figures (256M 1.38 GB, 500M 1.8 GB, 2.2B 5.2 GB).
+CPU (``VmHWM``, see ``peak_rss_bytes``), ``torch.cuda.max_memory_allocated`` on a GPU.
+PerceptionLM takes its fixed 32 frames (64 x 256 tokens would not fit its 11,520-token context).
+GPU targets: the model cards' figures (256M 1.38 GB, 500M 1.8 GB, 2.2B 5.2 GB).
 """
 
 from __future__ import annotations
