@@ -30,6 +30,7 @@ in the server's log.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from concurrent import futures
 import os
@@ -326,15 +327,16 @@ def run(minutes: float = 5.0, users: int = 8, mix: str = DEFAULT_MIX, model: str
         chosen = [(a, w) for a, w in chosen if a not in skipped]
         say(f"server {url} (pid {server.pid}); mix {chosen}; skipped (no endpoint): {skipped or 'none'}")
 
-        warm = Tally()
-        _drive(url, inputs, chosen, users, warmup_s, warm)  # thread pools and caches reach working size
-        start = _last_sample(stats_path)
-        tally = Tally()
-        began = time.monotonic()
-        _drive(url, inputs, chosen, users, minutes * 60, tally)
-        measured_s = time.monotonic() - began
-        end_of_load = _last_sample(stats_path)
-        refused = overfill_queue(url, inputs, how_many=40)
+        with _client_downloads_in(work / "client-tmp"):
+            warm = Tally()
+            _drive(url, inputs, chosen, users, warmup_s, warm)  # thread pools and caches reach working size
+            start = _last_sample(stats_path)
+            tally = Tally()
+            began = time.monotonic()
+            _drive(url, inputs, chosen, users, minutes * 60, tally)
+            measured_s = time.monotonic() - began
+            end_of_load = _last_sample(stats_path)
+            refused = overfill_queue(url, inputs, how_many=40)
         time.sleep(SETTLE_S)
         settled = _last_sample(stats_path)
         samples = [json.loads(line) for line in stats_path.read_text().splitlines() if line.strip()]
@@ -355,6 +357,18 @@ def run(minutes: float = 5.0, users: int = 8, mix: str = DEFAULT_MIX, model: str
                 server.kill()
                 server.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _client_downloads_in(path: Path):
+    """Point this process's temp dir at ``path`` while the users run: gradio_client stages every
+    file it downloads in a new directory under the temp dir and leaves it behind, empty."""
+    path.mkdir(exist_ok=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 def _drive(url, inputs, mix, users, seconds, tally) -> None:

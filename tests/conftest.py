@@ -28,6 +28,17 @@ def _clean_gradio_temp_dir():
     shutil.rmtree(_GRADIO_TEMP, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_temp_dir(tmp_path_factory):
+    """This process's temp dir, for the session, is one of pytest's (kept and cleaned up like
+    tmp_path): gradio_client stages every file it downloads in a new directory under the temp
+    dir and leaves it behind, empty (about 1,700 per run of the suite)."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempdir"))
+    yield
+    tempfile.tempdir = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_smolvlm(tmp_path_factory) -> Path:
     return tiny_models.build_tiny_smolvlm2(tmp_path_factory.mktemp("tiny-smolvlm2"))
