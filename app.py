@@ -2,9 +2,12 @@
 
     python app.py [--model M] [--device auto|cpu|cuda] [--dtype auto|bf16|fp16|fp32]
                   [--host 127.0.0.1] [--port 7860] [--share] [--max-file-size MB]
+                  [--engine-url http://HOST:PORT/v1] [--engine-in-flight N]
 
 Every flag has an environment-variable equivalent for Spaces (VLMS_MODEL, VLMS_DEVICE,
-VLMS_DTYPE, VLMS_HOST, VLMS_PORT, VLMS_SHARE, VLMS_MAX_UPLOAD_MB). Importing this module does no
+VLMS_DTYPE, VLMS_HOST, VLMS_PORT, VLMS_SHARE, VLMS_MAX_UPLOAD_MB, VLMS_ENGINE_URL,
+VLMS_ENGINE_IN_FLIGHT); the model server's API key comes from VLMS_ENGINE_API_KEY only (never a
+flag, so it stays out of process listings and logs). Importing this module does no
 model work: models load in the background once the server starts.
 """
 
@@ -20,7 +23,8 @@ from pathlib import Path
 # anything initialises CUDA.
 from pipelines import __version__, zerogpu  # isort: skip
 from components.config import ASSETS_DIR, AppConfig
-from pipelines.limits import LIMITS
+from pipelines.engines import DEFAULT_IN_FLIGHT
+from pipelines.limits import Limits
 from pipelines.registry import DEFAULT_CPU_MODEL, DEFAULT_CUDA_MODEL, REGISTRY
 
 
@@ -32,6 +36,7 @@ def default_model() -> str:
 
 def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
     env = lambda name, default=None: environ.get(f"VLMS_{name}", default)  # noqa: E731
+    limits = Limits.from_env(environ)  # VLMS_<LIMIT> settings (README "Limits and security")
     parser = argparse.ArgumentParser(
         prog="app.py",
         description="VLM Studio: chat, compare and highlight videos with SmolVLM2 and PerceptionLM.",
@@ -49,9 +54,14 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
                         help="port (default: 7860 or the next free one)")
     parser.add_argument("--share", action="store_true", default=env("SHARE", "") in ("1", "true", "yes"),
                         help="create a public gradio.live share link (off by default)")
-    parser.add_argument("--max-file-size", type=float, default=float(env("MAX_UPLOAD_MB", LIMITS.max_upload_mb.value)),
-                        metavar="MB", help=f"largest upload in MB (default {LIMITS.max_upload_mb.value:g})")
+    parser.add_argument("--max-file-size", type=float, default=float(limits.max_upload_mb.value),
+                        metavar="MB", help=f"largest upload in MB (default {limits.max_upload_mb.value:g})")
     parser.add_argument("--no-preload", action="store_true", help="load the model on the first request instead")
+    parser.add_argument("--engine-url", default=env("ENGINE_URL"), metavar="URL",
+                        help="an OpenAI-compatible model server (vLLM), e.g. http://127.0.0.1:8000/v1: the models it "
+                             "serves join the local ones in every model picker (API key: VLMS_ENGINE_API_KEY)")
+    parser.add_argument("--engine-in-flight", type=int, default=int(env("ENGINE_IN_FLIGHT", DEFAULT_IN_FLIGHT)),
+                        metavar="N", help=f"requests kept open on the model server at once (default {DEFAULT_IN_FLIGHT})")
     parser.add_argument("--version", action="version", version=f"VLM Studio {__version__}")
     args = parser.parse_args(argv)
     return AppConfig(
@@ -61,8 +71,13 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
         host=args.host,
         port=args.port,
         share=args.share,
-        limits=LIMITS.with_value("max_upload_mb", args.max_file_size),
+        limits=limits.with_value("max_upload_mb", args.max_file_size),
         preload=not args.no_preload,
+        engine_url=args.engine_url or None,
+        engine_api_key=env("ENGINE_API_KEY") or None,
+        engine_in_flight=max(1, args.engine_in_flight),
+        # A model server batches: let as many chats run at once as requests may be in flight.
+        **({"concurrency": max(AppConfig.concurrency, args.engine_in_flight)} if args.engine_url else {}),
     )
 
 

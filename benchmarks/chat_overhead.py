@@ -53,21 +53,21 @@ class _Clock(BaseStreamer):
         pass
 
 
-def _bare(model, inputs) -> tuple[float, float]:
+def _bare(model, inputs, new_tokens: int = NEW_TOKENS) -> tuple[float, float]:
     """(time to first token, decode tokens/s) of a bare ``generate``. It runs on a thread that ends
     with it, as everything tensor-heavy in the app does: a generate on this (long-lived) main
     thread would leave an OpenMP pool here that slows every OTHER thread's decoding
     (pipelines/devices.py), i.e. the harness would penalise the pipeline for the reference's sake."""
     clock = _Clock()
     started = time.perf_counter()
-    on_fresh_thread(_generate, model, inputs, clock)
+    on_fresh_thread(_generate, model, inputs, clock, new_tokens)
     first, last = clock.times[1], clock.times[-1]  # times[0]: the prompt
     return first - started, (len(clock.times) - 2) / (last - first)
 
 
-def _generate(model, inputs, streamer: BaseStreamer) -> None:
+def _generate(model, inputs, streamer: BaseStreamer, new_tokens: int = NEW_TOKENS) -> None:
     with torch.inference_mode():
-        model.generate(**inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                        streamer=streamer)
 
 

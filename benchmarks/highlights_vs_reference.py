@@ -1,6 +1,7 @@
 """Highlight generator, end to end: this pipeline vs the public SmolVLM2 HighlightGenerator approach.
 
     python -m benchmarks.highlights_vs_reference [--quick] [--baseline-every K] [--answers space-max|typical]
+    python -m benchmarks.highlights_vs_reference --quick --costs-only   # issue 15's cost rows, no reference
 
 Both run in ONE process, one after the other, on the same generated 10-minute 640x360 30 fps
 video with sound (tests/media_factory.make_video, cached) and the same full-size random
@@ -19,9 +20,12 @@ default, or ``--answers typical``, shorter than a real model's usual answers). T
 loader decoded whole files; here only the sampled frames are decoded (favours the reference).
 
 Ours: suggest criteria (16 frames over the whole video, one answer as long as the reference's
-description, capped at the app's 160 tokens), one decoding pass, batched yes/no scoring (the
-default 2 frames per 10 s window, first-token logits, no generation), select 60 s, render,
-export. No cache.
+description, capped at the app's 160 tokens), the signals pass (shot cuts, loudness, motion:
+signals.py), one decoding pass, batched yes/no scoring (the default 2 frames per 10 s window,
+first-token logits, no generation), select 60 s (snapped to shots, sound mixed in at the default
+weight), render, export. No score cache. Then, for the cost rows (issue 15): the same segments
+rendered again as a 9:16 reel whose crop follows the action. Cost rows compare CPU time: the
+signals pass against the scan (decode + score), and the 9:16 follow render against the plain one.
 
 Both wall time (what a user waits) and CPU time (this process, the processes it waited for, and
 the fork server's decoding children) are reported: the machine may be shared, and CPU time
@@ -125,7 +129,8 @@ def _say(text: str) -> None:
 def run_ours(video: Path, model: Path, out_dir: Path, policy: str) -> dict:
     from pipelines.errors import BadInputError
     from pipelines.generation import GenerationSettings
-    from pipelines.highlights import HighlightRequest, ScoreCache, analyse, choose, finish
+    from pipelines import media
+    from pipelines.highlights import HighlightRequest, ReelShape, ScoreCache, analyse, choose, file_sha256, finish, signals
     from pipelines.highlights.criteria import propose_criteria
     from pipelines.loading import clear_cache
     from pipelines.runtime import Runtime
@@ -143,18 +148,35 @@ def run_ours(video: Path, model: Path, out_dir: Path, policy: str) -> dict:
     except BadInputError:  # the stand-in's padded vocabulary decodes to nothing; the work was done
         criteria = "anything moving"
     phases["criteria"] = time.perf_counter() - mark
-    mark = time.perf_counter()
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
+    found = signals.measure(video, media.probe_video(video))
+    phases["signals"] = time.perf_counter() - mark
+    costs = {"signals_cpu_s": cpu_seconds() - cpu_mark}
+    # A cache holding only the signals, so the scan below is timed on its own (scores are not cached).
+    only_signals = ScoreCache(out_dir / "signals-cache")
+    only_signals.store(only_signals.key("signals", video=file_sha256(video), version=signals.SIGNALS_VERSION),
+                       found.to_dict())
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
     request = HighlightRequest(video=str(video), model=str(model), criteria=criteria, window_seconds=WINDOW_SECONDS,
                                target_seconds=TARGET_SECONDS)
-    analysis = analyse(request, runtime, cache=ScoreCache(enabled=False))
+    analysis = analyse(request, runtime, cache=only_signals)
     phases["decode+score"] = time.perf_counter() - mark
+    costs["scan_cpu_s"] = cpu_seconds() - cpu_mark
     _say(f"ours: {len(analysis.windows)} windows scored in {phases['decode+score']:.1f} s")
-    mark = time.perf_counter()
-    segments = choose(analysis, TARGET_SECONDS)
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
+    segments = choose(analysis, request.selection)
     result = finish(analysis, segments, out_dir)
     phases["render+export"] = time.perf_counter() - mark
+    costs["render_cpu_s"] = cpu_seconds() - cpu_mark
     total = time.perf_counter() - started
-    return {"total_s": total, "cpu_s": cpu_seconds() - cpu, "phases_s": phases, "windows": len(analysis.windows),
+    cpu_total = cpu_seconds() - cpu
+    mark, cpu_mark = time.perf_counter(), cpu_seconds()
+    finish(analysis, segments, out_dir / "vertical", request.selection, ReelShape("9:16", "follow"))
+    costs.update(vertical_render_s=time.perf_counter() - mark, vertical_render_cpu_s=cpu_seconds() - cpu_mark)
+    cpu_mark = cpu_seconds()  # the same shape with a fixed crop: what following itself costs
+    finish(analysis, segments, out_dir / "vertical-center", request.selection, ReelShape("9:16", "center"))
+    costs["vertical_center_render_cpu_s"] = cpu_seconds() - cpu_mark
+    return {"total_s": total, "cpu_s": cpu_total, "phases_s": phases, "costs": costs, "windows": len(analysis.windows),
             "frames_per_window": analysis.frames_per_window, "reel_s": result.selected_seconds,
             "dtype": loaded.description, "generate_calls": 1, "forward_passes_scoring": -(-len(analysis.windows) // request.batch_size)}
 
@@ -338,6 +360,7 @@ def rows(figures: dict) -> list[Row]:
     return [
         Row("highlights", f"end to end, {figures['video']}, 256M", ours["total_s"], reference["total_s"], "s",
             figures["ratio"], ">= 10x faster", figures["ratio"] >= 10, note),
+        *cost_rows(ours),
         _stage("criteria", ours_s["criteria"], reference_s["criteria"],
                f"one generate vs the reference's description and two lists ({figures['answers']} answer lengths)"),
         _stage(f"decode + score, {ours['windows']} windows", ours_s["decode+score"], windows,
@@ -347,6 +370,31 @@ def rows(figures: dict) -> list[Row]:
                "the reference reel is empty (a random model never says yes); see the render rows"
                if empty_reel else "reel and exports vs the reference's moviepy reel"),
     ]
+
+
+SIGNALS_BUDGET, REFRAME_BUDGET = 0.15, 0.30  # issue 15: shots + sound <= +15% CPU, reframing <= +30% render
+
+
+def cost_rows(ours: dict) -> list[Row]:
+    """What shots + sound add to the scan, and what a 9:16 follow reel costs against the plain
+    reel, in CPU seconds: ``ours`` is the added work, ``reference`` what it is added to, and the
+    note gives the added share (no ratio: these rows are budgets, not races)."""
+    costs = ours["costs"]
+    signals_share, reframe_share = cost_shares(costs)
+    return [
+        Row("highlights", "  cost: shot cuts + sound (signals pass) vs the scan", costs["signals_cpu_s"],
+            costs["scan_cpu_s"], "s CPU", None, f"<= +{SIGNALS_BUDGET:.0%}", signals_share <= SIGNALS_BUDGET,
+            f"adds {signals_share:+.0%} to the scan's CPU time"),
+        Row("highlights", "  cost: 9:16 follow reel (1080x1920) vs the plain reel", costs["vertical_render_cpu_s"],
+            costs["render_cpu_s"], "s CPU", None, f"<= +{REFRAME_BUDGET:.0%}", reframe_share <= REFRAME_BUDGET,
+            f"{reframe_share:+.0%} render CPU time ({costs['vertical_center_render_cpu_s']:.1f} s with a fixed centre crop); "
+            "the plain reel keeps the source size, the vertical one is 1080x1920"),
+    ]
+
+
+def cost_shares(costs: dict) -> tuple[float, float]:
+    """(signals pass / scan, vertical follow render / plain render - 1), from CPU seconds."""
+    return costs["signals_cpu_s"] / costs["scan_cpu_s"], costs["vertical_render_cpu_s"] / costs["render_cpu_s"] - 1.0
 
 
 def _stage(name: str, ours_s: float, reference_s: float | None, note: str) -> Row:
@@ -362,13 +410,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers", choices=sorted(ANSWER_POLICIES), default="space-max",
                         help="answer lengths of the generated text (see ANSWER_POLICIES; default space-max)")
     parser.add_argument("--model", type=Path, default=None, help="another checkpoint (smoke runs with a tiny one)")
+    parser.add_argument("--costs-only", action="store_true",
+                        help="run ours only and print what shots, sound and reframing cost (no reference)")
     args = parser.parse_args(argv)
+    if args.costs_only:
+        return _costs_only(args.quick, args.model, args.answers)
     figures = measure(args.quick, max(1, args.baseline_every), args.model, args.answers)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"highlights_vs_reference-cpu-{stamp}.json"
     path.write_text(json.dumps(figures, indent=2))
     _print(figures)
+    print(f"wrote {path}")
+    return 0
+
+
+def _costs_only(quick: bool, model: Path | None, policy: str) -> int:
+    video = source_video(quick)
+    model = stand_in("256m") if model is None else model
+    with tempfile.TemporaryDirectory() as work:
+        load_before = _load_average()
+        ours = run_ours(video, model, Path(work) / "ours", policy)
+    figures = {"video": video.name, "model": str(model), "ours": ours, "load_average": [load_before, _load_average()],
+               "machine": machine()}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"highlights_costs-cpu-{stamp}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    print(f"video {video.name} · {model} · {ours['dtype']} · {ours['windows']} windows · load {figures['load_average']}")
+    print("ours " + _phases(ours["phases_s"]) + " · " + ", ".join(f"{k} {v:.1f}" for k, v in ours["costs"].items()))
+    for row in cost_rows(ours):
+        print(f"{row.case.strip()}: {row.ours:.1f} s CPU vs {row.reference:.1f} s: {row.note} (target {row.target})")
     print(f"wrote {path}")
     return 0
 
@@ -384,6 +456,8 @@ def _print(figures: dict) -> None:
               f"windows (one in {figures['baseline_every']}) and EXTRAPOLATED to all of them")
     print(f"load average before/between/after: {figures['load_average']}")
     print(f"CPU-time ratio (insensitive to other load on the machine): {figures['cpu_ratio']:.1f}x")
+    for row in cost_rows(ours):
+        print(f"{row.case.strip()}: {row.ours:.1f} s CPU vs {row.reference:.1f} s: {row.note} (target {row.target})")
     print(f"RATIO: ours is {figures['ratio']:.1f}x faster end to end (target >= 10x)")
 
 

@@ -23,14 +23,17 @@ from .common import Row, print_table, write_results  # noqa: E402
 BENCHMARKS = {
     "frames": "benchmarks.frames",
     "chat": "benchmarks.chat_overhead",
+    "boundary": "benchmarks.boundary",
+    "browser": "benchmarks.browser_boundary",
     "highlights": "benchmarks.highlights_vs_reference",
     "render": "benchmarks.render",
     "memory": "benchmarks.memory",
     "gpu": "benchmarks.gpu",
+    "engine": "benchmarks.engine",  # needs vLLM (.ci/install_vllm); not in the defaults
 }
 # What a plain run measures on each device: the CPU run compares against the reference
 # approaches; the CUDA run adds the GPU-only figures (decode vs bandwidth, compile, 1-hour scan).
-DEFAULTS = {"cpu": ("frames", "chat", "highlights", "render", "memory"), "cuda": ("chat", "memory", "gpu")}
+DEFAULTS = {"cpu": ("frames", "chat", "boundary", "browser", "highlights", "render", "memory"), "cuda": ("chat", "memory", "gpu")}
 
 
 def main(argv: list[str] | None = None) -> int:

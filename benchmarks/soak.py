@@ -341,7 +341,10 @@ def run(minutes: float = 5.0, users: int = 8, mix: str = DEFAULT_MIX, model: str
         settled = _last_sample(stats_path)
         samples = [json.loads(line) for line in stats_path.read_text().splitlines() if line.strip()]
         log.flush()
-        tracebacks = log_path.read_text().count("Traceback (most recent call last)")
+        server_log = log_path.read_text()
+        # A LocalProtocolError is a file served while it was rewritten (issue 12): an error even
+        # when uvicorn logs it without a traceback.
+        tracebacks = server_log.count("Traceback (most recent call last)") + server_log.count("LocalProtocolError")
         report = _report(tally, warm, start, end_of_load, settled, samples, refused, tracebacks, measured_s,
                          users, chosen, skipped)
         say(json.dumps(report, indent=2))

@@ -13,22 +13,28 @@ from PIL import Image
 
 from pipelines.chat import ChatRequest, start_chat
 from pipelines.messages import Turn
+from pipelines.timecode import clock
 
 from .adapter import ui_errors
 from .config import ASSETS_DIR, AppConfig
 from .history import textbox_value, to_turns, user_message
+from .pacing import paced
 from .runs import ActiveRuns, session_key
-from .widgets import format_stats, generation_controls, model_picker, settings_from, stopped_stats, video_controls
+from .widgets import (
+    format_stats,
+    generation_controls,
+    model_picker,
+    settings_from,
+    stopped_stats,
+    video_controls,
+)
 
 THUMBNAIL_PX = 224
+THUMBNAIL_QUALITY = 85
 # Tall enough to read, short enough that the message box stays on a 768 px laptop screen
 # (the header above takes ~330 px); never under 300 px on a phone.
 CHAT_HEIGHT = "max(300px, calc(100dvh - 330px))"
 RUNS = ActiveRuns()
-# While no token arrives (prefill, or another request holds the device) the reply generator
-# still yields this often, unchanged (Gradio sends an empty diff): Gradio can close a generator
-# only between yields, and closing it is how job.cancel and a dropped connection reach the worker.
-HEARTBEAT_S = 0.25
 
 HOW_TO = (
     "Attach images or a video (📎 or drag and drop), type a question and press Enter. "
@@ -57,7 +63,7 @@ def build_chat_tab(config: AppConfig) -> None:
             frames = gr.Gallery(label="What the model sees (frames of the last video, with timestamps)",
                                 columns=8, height="auto", elem_id="chat-frames")
         with gr.Column(scale=1, min_width=260):
-            model = model_picker(config.model, elem_id="chat-model")
+            model = model_picker(config.model, elem_id="chat-model", runtime=config.runtime)
             controls = generation_controls(limits)
             fps, max_frames = video_controls(limits)
 
@@ -77,30 +83,33 @@ def build_chat_tab(config: AppConfig) -> None:
                 max_frames=int(frames_limit) if frames_limit else None,
                 image_detail=image_detail or "auto",
             )
-            key = session_key(request, "chat")
-            cancel = RUNS.start(key)
-            try:
-                stream = start_chat(chat_request, config.runtime, cancel, heartbeat_s=HEARTBEAT_S)
-            except BaseException:
-                RUNS.finish(key, cancel)
-                raise
-        yield from _stream_reply(stream, new_history, key, cancel)
+        with RUNS.running(session_key(request, "chat")) as cancel:
+            with ui_errors():
+                stream = start_chat(chat_request, config.runtime, cancel)
+            yield from _stream_reply(stream, new_history, cancel)
 
-    def _stream_reply(stream, history, key, cancel):
+    def _stream_reply(stream, history, cancel):
+        """The reply as it grows, at most UPDATES_PER_SECOND updates a second.
+
+        The frames gallery goes out with the first update and with the last (an API client's
+        result); the updates in between carry ``gr.skip()`` for it, because every client
+        (gradio_client, and a browser whenever the value changes) fetches every file of an
+        output it receives. The frames are written once, as files in Gradio's cache, so sending
+        them twice re-encodes nothing. The textbox stays ``None`` throughout: an unchanged value
+        is no update, so text typed meanwhile is kept.
+        """
         prepared = stream.prepared
         history.append({"role": "assistant", "content": ""})
         seen = _gallery(prepared.frames_seen)
-        yield history, None, format_stats(None, prepared), seen
-        answer = ""
-        try:
-            with ui_errors():
-                for chunk in stream:
-                    answer += chunk.text
-                    history[-1] = {"role": "assistant", "content": answer}
-                    yield history, None, format_stats(chunk, prepared), seen
-        finally:
-            stream.close()
-            RUNS.finish(key, cancel)
+        stats = format_stats(None, prepared)
+        yield history, None, stats, seen
+        with ui_errors():
+            for chunks in paced(stream, cancel, name="vlms-ui-chat"):
+                if chunks:  # an empty batch is a heartbeat: the same values, an empty diff
+                    history[-1] = {"role": "assistant", "content": stream.text}
+                    stats = format_stats(chunks[-1], prepared)
+                yield history, None, stats, gr.skip()
+        yield history, None, stats, seen
 
     def stop_run(request: gr.Request = None):
         return RUNS.cancel(session_key(request, "chat")) > 0
@@ -149,18 +158,13 @@ def _last_user_index(history: list[dict]) -> int | None:
 
 
 def _gallery(frames_seen) -> list:
-    return [(_thumbnail(frame), _timestamp(seconds)) for frame, seconds in frames_seen]
+    return [(_thumbnail(frame), clock(seconds, decimals=2)) for frame, seconds in frames_seen]
 
 
 def _thumbnail(frame: np.ndarray) -> Image.Image:
     image = Image.fromarray(frame)
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     return image
-
-
-def _timestamp(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{secs:05.2f}"
 
 
 def _examples(textbox) -> None:

@@ -33,15 +33,19 @@ from pipelines.memory import format_bytes
 
 from .adapter import ui_errors
 from .config import ASSETS_DIR, AppConfig
+from .pacing import paced
 from .runs import ActiveRuns, session_key
-from .widgets import chunk_stats, finish_note, format_stats, generation_controls, model_picker, settings_from
+from .widgets import (
+    chunk_stats,
+    finish_note,
+    format_stats,
+    generation_controls,
+    model_picker,
+    settings_from,
+)
 
 RUNS = ActiveRuns()
 SCOPE = "compare"
-# While nothing new arrives (prefill, or the other model holds the device) the callbacks still
-# yield this often, unchanged: Gradio can close a generator (Stop, job.cancel, a dropped
-# connection) only between yields. Same reasoning as the Chat tab.
-HEARTBEAT_S = 0.25
 
 HOW_TO = (
     "Upload **2 or more images** and ask about them together (**Ask**), or let **two models** answer the "
@@ -84,9 +88,9 @@ def build_compare_tab(config: AppConfig) -> None:
                                           elem_id="compare-answer-b")
                     stats_b = gr.Markdown(label="Stats B", elem_id="compare-stats-b")
         with gr.Column(scale=1, min_width=260):
-            model = model_picker(config.model, label="Model (Ask)", elem_id="compare-model")
-            model_a = model_picker(config.model, label="Model A", elem_id="compare-model-a")
-            model_b = model_picker(default_partner(config.model), label="Model B", elem_id="compare-model-b")
+            model = model_picker(config.model, label="Model (Ask)", elem_id="compare-model", runtime=config.runtime)
+            model_a = model_picker(config.model, label="Model A", elem_id="compare-model-a", runtime=config.runtime)
+            model_b = model_picker(default_partner(config.model), label="Model B", elem_id="compare-model-b", runtime=config.runtime)
             sequential = gr.Checkbox(value=False, label="Run one after the other",
                                      info="Needs memory for one model at a time; otherwise both run at once, "
                                           "sharing the device token by token.", elem_id="compare-sequential")
@@ -101,19 +105,17 @@ def build_compare_tab(config: AppConfig) -> None:
         with RUNS.running(session_key(request, SCOPE)) as cancel:
             with ui_errors():
                 stream = start_multi_image(
-                    model, paths, question, config.runtime, cancel, HEARTBEAT_S,
+                    model, paths, question, config.runtime, cancel,
                     settings=settings_from(max_new_tokens, greedy, temperature, top_p),
                     system_prompt=system_prompt or "", image_detail=image_detail or "auto",
                 )
-            try:
-                yield "", f"{legend}\n\n{format_stats(None, stream.prepared)}"
-                text = ""
-                with ui_errors():
-                    for chunk in stream:
-                        text += chunk.text
-                        yield text, f"{legend}\n\n{format_stats(chunk, stream.prepared)}"
-            finally:
-                stream.close()
+            outputs = ("", f"{legend}\n\n{format_stats(None, stream.prepared)}")
+            yield outputs
+            with ui_errors():
+                for chunks in paced(stream, cancel, name="vlms-ui-compare"):
+                    if chunks:  # an empty batch is a heartbeat: the same outputs, an empty diff
+                        outputs = (stream.text, f"{legend}\n\n{format_stats(chunks[-1], stream.prepared)}")
+                    yield outputs
 
     def compare_models(model_a, model_b, question, files=None, video=None, sequential=False, system_prompt="",
                        max_new_tokens=DEFAULT_MAX_NEW_TOKENS, greedy=True, temperature=DEFAULT_TEMPERATURE,
@@ -125,14 +127,13 @@ def build_compare_tab(config: AppConfig) -> None:
                 system_prompt=system_prompt or "", image_detail=image_detail or "auto",
             )
         with RUNS.running(session_key(request, SCOPE)) as cancel:
-            updates = stream_side_by_side(*pair, config.runtime, cancel, sequential=bool(sequential),
-                                          heartbeat_s=HEARTBEAT_S)
-            try:
-                with ui_errors():
-                    for update in updates:
-                        yield pane_outputs(update.panes)
-            finally:
-                updates.close()
+            with ui_errors():
+                updates = stream_side_by_side(*pair, config.runtime, cancel, sequential=bool(sequential))
+                outputs = pane_outputs((PaneState(model_a), PaneState(model_b)))  # "loading…" in both
+                for batch in paced(updates, cancel, name="vlms-ui-compare-models"):
+                    if batch:  # panes are live objects: the newest state of both
+                        outputs = pane_outputs(batch[-1].panes)
+                    yield outputs  # an empty batch is a heartbeat: the same outputs, an empty diff
 
     def stop_runs(request: gr.Request = None):
         RUNS.cancel(session_key(request, SCOPE))

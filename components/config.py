@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.engines import DEFAULT_IN_FLIGHT
 from pipelines.limits import LIMITS, Limits
 from pipelines.runtime import Runtime
 
@@ -24,10 +25,14 @@ class AppConfig:
     # Model events running at once. They interleave per forward pass on the one device lock
     # (pipelines.devices), so >1 means fair turns and a responsive Stop, not parallel compute.
     concurrency: int = 2
+    # A model server (vLLM) beside the local models: its models appear in every model picker.
+    engine_url: str | None = None
+    engine_api_key: str | None = field(default=None, repr=False)  # never shown or logged
+    engine_in_flight: int = DEFAULT_IN_FLIGHT
 
     @property
     def runtime(self) -> Runtime:
-        return Runtime(self.device, self.dtype, self.limits)
+        return Runtime(self.device, self.dtype, self.limits, self.engine_url, self.engine_api_key, self.engine_in_flight)
 
     @property
     def max_file_size(self) -> str:

@@ -10,12 +10,6 @@ criteria), ``/highlights_rerender`` (render an edited table).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import time
-from pathlib import Path
-
 import gradio as gr
 import pandas as pd
 
@@ -25,22 +19,29 @@ from pipelines.highlights import (
     Analysis,
     HighlightRequest,
     HighlightResult,
-    analyse,
-    choose,
+    ReelShape,
+    Selection,
     finish,
+    make_highlights,
     segments_from_rows,
     suggest_criteria,
 )
+from pipelines.highlights.pipeline import DEFAULT_AUDIO_WEIGHT, WINDOW_MODES
+from pipelines.highlights.preview import crop_preview
+from pipelines.highlights.reframe import ASPECTS, REFRAMES
+from pipelines.highlights.selection import SNAP_MODES, snapped_edges
 
 from .adapter import progress_callback, ui_errors
 from .config import ASSETS_DIR, AppConfig
 from .highlights_plot import score_timeline_svg
+from .outputs import request_folder
 from .runs import ActiveRuns, session_key
 from .widgets import model_picker
 
 RUNS = ActiveRuns()
+SCOPE = "highlights"
 TARGET, THRESHOLD = "Target length", "Threshold"
-TABLE_HEADERS = ["start (s)", "end (s)", "score", "keep"]
+TABLE_HEADERS = ["start (s)", "end (s)", "score", "keep", "on a shot cut"]
 VIDEO_HEIGHT = 360
 DEFAULT_TARGET_SECONDS = 60
 
@@ -49,7 +50,8 @@ HOW_TO = (
     "**Find highlights**. The model scores every window in one pass; the reel keeps the best ones. "
     "Change the target or threshold and press **Find highlights** again, or edit the segment table "
     "(untick *keep*, change times, add rows) and press **Re-render**: both reuse the scores, with no "
-    "model call."
+    "model call. Edges snap to shot cuts; the sound can count in the score; the reel can be vertical "
+    "(9:16) or square, with the crop following the action."
 )
 
 
@@ -68,15 +70,17 @@ def build_highlights_tab(config: AppConfig) -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="hl-stop", scale=1)
             summary = gr.Markdown(elem_id="hl-summary")
             timeline = gr.HTML(label="Score over time", elem_id="hl-timeline")
-            table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["number", "number", "number", "bool"],
-                                 column_count=4, row_count=1, interactive=True, elem_id="hl-table",
+            table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["number", "number", "number", "bool", "str"],
+                                 column_count=5, row_count=1, interactive=True, elem_id="hl-table",
                                  label="Segments: untick keep to drop, edit times, add rows; then Re-render")
             rerender = gr.Button("Re-render from the table", elem_id="hl-rerender")
             reel = gr.Video(label="Highlight reel", interactive=False, height=VIDEO_HEIGHT, elem_id="hl-reel")
             files = gr.File(label="Downloads (JSON, SRT chapters, EDL, XSPF)", file_count="multiple",
                             interactive=False, elem_id="hl-files")
+            preview = gr.Gallery(label="Crop on a few frames of the reel", columns=4, height=200, object_fit="contain",
+                                 elem_id="hl-crop-preview", interactive=False)
         with gr.Column(scale=1, min_width=260):
-            model = model_picker(config.model, elem_id="hl-model")
+            model = model_picker(config.model, elem_id="hl-model", runtime=config.runtime)
             window = gr.Slider(limits.window_seconds.minimum, limits.window_seconds.value, value=DEFAULT_WINDOW_SECONDS,
                                step=1, label="Window length (s)")
             overlap = gr.Slider(0, limits.window_seconds.value / 2, value=0, step=0.5, label="Window overlap (s)",
@@ -91,62 +95,61 @@ def build_highlights_tab(config: AppConfig) -> None:
             threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Score threshold", visible=False,
                                   info="Every window the model scores at least this high.")
             padding = gr.Slider(0, 5, value=0, step=0.5, label="Padding around each window (s)")
+            snap = gr.Radio(list(SNAP_MODES), value="shots", label="Snap edges to shot cuts", elem_id="hl-snap",
+                            info="shots: each edge moves to a cut within half a window.")
+            windowing = gr.Radio(list(WINDOW_MODES), value="fixed", label="Windows", elem_id="hl-windows",
+                                 info="shots: score whole shots (long ones split at the window length).")
+            audio_weight = gr.Slider(0, 1, value=DEFAULT_AUDIO_WEIGHT, step=0.05, label="Sound's share of the score",
+                                     elem_id="hl-audio-weight",
+                                     info="Loud moments and bursts (cheers, impacts) against the video's own level.")
+            aspect = gr.Radio(list(ASPECTS), value="source", label="Reel shape", elem_id="hl-aspect",
+                              info="9:16 is 1080x1920, 1:1 is 1080x1080, 16:9 is 1920x1080.")
+            reframe = gr.Radio(list(REFRAMES), value="center", label="Crop", elem_id="hl-reframe",
+                               info="follow: the crop glides along where things move.")
     analysis_state = gr.State(None)
 
-    def find(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding,
-             progress=gr.Progress(), request: gr.Request = None):
+    def find(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap, windowing,
+             audio_weight, aspect, reframe, progress=gr.Progress(), request: gr.Request = None):
         with ui_errors():
             highlight_request = _request(video, model, criteria, window, overlap, frames, select_by, target,
-                                         threshold, padding)
-            key = session_key(request, "highlights")
-            cancel = RUNS.start(key)
-            try:
-                on_progress = progress_callback(progress)
-                analysis = analyse(highlight_request, config.runtime, cancel, on_progress)
-                segments = choose(analysis, highlight_request.target_seconds, highlight_request.threshold,
-                                  highlight_request.padding_seconds)
-                result = finish(analysis, segments, _output_dir(), highlight_request.selection, cancel, on_progress)
-            finally:
-                RUNS.finish(key, cancel)
-            return (*_outputs(result), analysis.criteria)
+                                         threshold, padding, snap, windowing, audio_weight, aspect, reframe)
+            with RUNS.running(session_key(request, SCOPE)) as cancel:
+                result = make_highlights(highlight_request, config.runtime, request_folder("highlights"), cancel,
+                                         progress_callback(progress))
+            return (*_outputs(result), result.analysis.criteria)
 
     def suggest_fn(video, model, progress=gr.Progress(), request: gr.Request = None):
         with ui_errors():
             if not video:
                 raise BadInputError("Upload a video first.")
-            key = session_key(request, "highlights")
-            cancel = RUNS.start(key)
-            try:
+            with RUNS.running(session_key(request, SCOPE)) as cancel:
                 return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress))
-            finally:
-                RUNS.finish(key, cancel)
 
-    def rerender_fn(state, rows, progress=gr.Progress(), request: gr.Request = None):
+    def rerender_fn(state, rows, aspect, reframe, progress=gr.Progress(), request: gr.Request = None):
         with ui_errors():
             if not state:
                 raise BadInputError("Find highlights first; then edit the table and re-render.")
             analysis = Analysis.from_dict(state["analysis"])
             segments = segments_from_rows(_rows(rows), analysis.duration, analysis.fps)
-            key = session_key(request, "highlights")
-            cancel = RUNS.start(key)
-            try:
-                selection = {**state.get("selection", {}), "edited": True}
-                result = finish(analysis, segments, _output_dir(), selection, cancel, progress_callback(progress),
-                                progress_from=0.0)
-            finally:
-                RUNS.finish(key, cancel)
+            selection = Selection.from_dict(state["selection"]).as_edited()
+            shape = ReelShape(aspect or "source", reframe or "center")
+            with RUNS.running(session_key(request, SCOPE)) as cancel:
+                result = finish(analysis, segments, request_folder("highlights"), selection, shape, cancel,
+                                progress_callback(progress), progress_from=0.0)
             return _outputs(result)
 
     def stop_run(request: gr.Request = None):
-        RUNS.cancel(session_key(request, "highlights"))
+        RUNS.cancel(session_key(request, SCOPE))
 
-    outputs = [summary, timeline, table, reel, files, analysis_state]
-    settings = [video, model, criteria, window, overlap, frames, select_by, target, threshold, padding]
+    outputs = [summary, timeline, table, reel, files, preview, analysis_state]
+    settings = [video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap, windowing,
+                audio_weight, aspect, reframe]
     found = run.click(find, settings, [*outputs, criteria], api_name="highlights",
                       concurrency_id="model", concurrency_limit=config.concurrency)
     suggested = suggest.click(suggest_fn, [video, model], [criteria], api_name="highlights_criteria",
                               concurrency_id="model", concurrency_limit=config.concurrency)
-    rerendered = rerender.click(rerender_fn, [analysis_state, table], outputs, api_name="highlights_rerender")
+    rerendered = rerender.click(rerender_fn, [analysis_state, table, aspect, reframe], outputs,
+                                api_name="highlights_rerender")
     select_by.change(lambda by: (gr.update(visible=by != THRESHOLD), gr.update(visible=by == THRESHOLD)),
                      select_by, [target, threshold], api_name=False, queue=False)
     # A new video makes the kept scores (and the table built from them) someone else's.
@@ -162,7 +165,8 @@ def _examples(video, criteria) -> None:
                     label="Example")
 
 
-def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding) -> HighlightRequest:
+def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap="shots",
+             windowing="fixed", audio_weight=DEFAULT_AUDIO_WEIGHT, aspect="source", reframe="center") -> HighlightRequest:
     if not video:
         raise BadInputError("Upload a video first.")
     by_target = (select_by or TARGET) == TARGET
@@ -179,25 +183,38 @@ def _request(video, model, criteria, window, overlap, frames, select_by, target,
         target_seconds=float(target) if by_target else None,
         threshold=None if by_target else float(threshold),
         padding_seconds=float(padding or 0),
+        snap=snap or "shots",
+        windows=windowing or "fixed",
+        audio_weight=float(DEFAULT_AUDIO_WEIGHT if audio_weight is None else audio_weight),
+        aspect=aspect or "source",
+        reframe=reframe or "center",
     )
 
 
 def _outputs(result: HighlightResult) -> tuple:
     analysis = result.analysis
-    selection = result.selection
     line, label = _threshold_line(result)
-    svg = score_timeline_svg(analysis.windows, analysis.duration, result.segments, line, label)
-    table = pd.DataFrame([[s.start, s.end, None if s.score is None else round(s.score, 3), True] for s in result.segments],
-                         columns=TABLE_HEADERS)
+    audio = [a.score for a in analysis.audio] if analysis.audio else None
+    svg = score_timeline_svg(analysis.windows, analysis.duration, result.segments, line, label,
+                             cuts=analysis.cuts, visual=analysis.visual, audio=audio)
+    table = pd.DataFrame([[s.start, s.end, None if s.score is None else round(s.score, 3), True,
+                           _on_cut(s, analysis.cuts)] for s in result.segments], columns=TABLE_HEADERS)
     downloads = [str(result.files[kind]) for kind in ("json", "srt", "edl", "xspf") if kind in result.files]
-    state = {"analysis": analysis.to_dict(), "selection": selection}
+    state = {"analysis": analysis.to_dict(), "selection": result.selection.to_dict()}
     reel = str(result.reel) if result.reel else None
-    return _summary(result), svg, table, reel, downloads, state
+    frames = crop_preview(analysis, result.segments, result.shape) if result.reel else []
+    return _summary(result), svg, table, reel, downloads, frames, state
+
+
+def _on_cut(segment, cuts) -> str:
+    """Which edges sit on a shot cut (snapped there, or placed there by hand)."""
+    start, end = snapped_edges(segment, cuts)
+    return ", ".join(edge for edge, on in (("start", start), ("end", end)) if on)
 
 
 def _threshold_line(result: HighlightResult) -> tuple[float | None, str]:
-    if result.selection.get("threshold") is not None:
-        return float(result.selection["threshold"]), "threshold"
+    if result.selection.threshold is not None:
+        return float(result.selection.threshold), "threshold"
     scores = [s.score for s in result.segments if s.score is not None]
     return (min(scores), "lowest kept") if scores else (None, "")
 
@@ -209,8 +226,20 @@ def _summary(result: HighlightResult) -> str:
         head = "**No window was selected.** Lower the threshold or raise the target length."
     else:
         head = f"**{result.selected_seconds:.1f} s** reel · segments: {len(result.segments)}"
-    return (f"{head} · {len(analysis.windows)} windows of {analysis.window_seconds:g} s, "
-            f"{analysis.frames_per_window} frames each, {source} · {analysis.model_label} ({analysis.dtype})")
+    kind = "shot windows of at most" if analysis.window_mode == "shots" else "windows of"
+    return (f"{head} · {len(analysis.windows)} {kind} {analysis.window_seconds:g} s, "
+            f"{analysis.frames_per_window} frames each, {source} · {analysis.model_label} ({analysis.dtype})"
+            f"{_signals_line(result)}")
+
+
+def _signals_line(result: HighlightResult) -> str:
+    analysis, shape = result.analysis, result.shape
+    if analysis.signals is None:
+        return ""
+    sound = (f"sound weighs {analysis.audio_weight:g}" if analysis.audio is not None
+             else "no soundtrack: scored on the picture alone")
+    size = f"{shape.output_size[0]}x{shape.output_size[1]} ({shape.aspect}, {shape.reframe})" if shape.output_size else "source shape"
+    return f"  \n{len(analysis.cuts)} shot cuts · {sound} · reel {size}"
 
 
 def _rows(value) -> list[list]:
@@ -222,26 +251,6 @@ def _rows(value) -> list[list]:
     if isinstance(value, dict):
         return list(value.get("data") or [])
     return [list(row) for row in value]
-
-
-OUTPUT_MAX_AGE_S = 2 * 3600  # Gradio serves its own copies; ours only need to outlive the request
-
-
-def _output_dir() -> Path:
-    """A fresh folder per render under Gradio's temp dir; folders of old renders are removed."""
-    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "highlights"
-    root.mkdir(parents=True, exist_ok=True)
-    _sweep(root, time.time() - OUTPUT_MAX_AGE_S)
-    return Path(tempfile.mkdtemp(prefix="reel-", dir=root))
-
-
-def _sweep(root: Path, older_than: float) -> None:
-    for folder in root.glob("reel-*"):
-        try:
-            if folder.stat().st_mtime < older_than:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # another request removed it first
-            continue
 
 
 __all__ = ["build_highlights_tab"]

@@ -1,16 +1,16 @@
-"""Gradio chat values <-> pipeline turns. Pure functions (no gradio import) so they are easy to test.
+"""Gradio chat values <-> pipeline turns (no gradio import, so they are easy to test).
 
 Gradio hands history back normalised (``{"type": "text"|"file", ...}`` items) while values we
-build ourselves use the short forms (a string, ``{"path": ...}``); both are accepted.
+build ourselves use the short forms (a string, ``{"path": ...}``); both are accepted. What each
+file IS comes from ``pipelines.attachments`` (by content, remembered per file version): the
+history is rebuilt on every message, and earlier files are not probed again.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pipelines import isolation
+from pipelines import attachments
 from pipelines.errors import BadInputError
-from pipelines.messages import Attachment, Turn
+from pipelines.messages import Turn
 
 
 def user_message(message: dict | str | None) -> dict:
@@ -39,22 +39,9 @@ def to_turns(history: list[dict]) -> tuple[Turn, ...]:
         if role not in ("user", "assistant"):
             continue
         text_parts, files = _split_content(message.get("content"))
-        attachments = tuple(_attachment(path) for path in files) if role == "user" else ()
-        turns.append(Turn(role, "\n".join(text_parts).strip(), attachments))
+        attached = tuple(attachments.classify(path) for path in files) if role == "user" else ()
+        turns.append(Turn(role, "\n".join(text_parts).strip(), attached))
     return tuple(_merge_consecutive(turns))
-
-
-def _attachment(path: str) -> Attachment:
-    kind = isolation.file_kind(path)  # FFmpeg probes untrusted bytes in a bounded child
-    if kind is None:
-        specific = isolation.unreadable_reason(path)  # empty, audio only, damaged...
-        if specific is not None:
-            raise specific
-        raise BadInputError(
-            f"'{Path(path).name}' is neither an image nor a video this app can read. "
-            "Use JPEG, PNG, WEBP, GIF, BMP or TIFF images, or MP4, WEBM, MKV, MOV or AVI videos."
-        )
-    return Attachment(kind, path)
 
 
 def _split_content(content) -> tuple[list[str], list[str]]:

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+from pipelines.engines import SERVER_PREFIX
 from pipelines.errors import VLMError
 from pipelines.loading import needs_download
 
@@ -38,8 +39,13 @@ class ModelStatus:
             self._thread.join(timeout)
 
     def _load(self) -> None:
+        runtime, model = self.config.runtime, self.config.model
         try:
-            loaded = self.config.runtime.load(self.config.model)
+            if model.startswith(SERVER_PREFIX):  # nothing to load here: ask the server about it
+                spec = runtime.spec(model)
+                self.state, self.message = "ready", f"Ready: {spec.label} on {runtime.engine_url}"
+                return
+            loaded = runtime.load(model)
         except VLMError as error:
             self.state, self.message = "failed", str(error)
             log.error("Default model unavailable: %s", error)

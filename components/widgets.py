@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines import registry
+from pipelines import engines, registry
 from pipelines.generation import GenerationSettings
 from pipelines.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, Limits
 
 
-def model_picker(default: str, label: str = "Model", elem_id: str | None = None) -> gr.Dropdown:
-    choices = registry.choices()
+def model_picker(default: str, label: str = "Model", elem_id: str | None = None, runtime=None) -> gr.Dropdown:
+    """The registry's models, then (with ``runtime.engine_url``) what the model server serves."""
+    choices = engines.model_choices(runtime) if runtime is not None else registry.choices()
     if default not in {key for _, key in choices}:
         choices = [(_local_label(default), default), *choices]
     return gr.Dropdown(
@@ -113,8 +114,9 @@ def stopped_stats(line: str) -> str:
 def format_stats(chunk, prepared) -> str:
     """The stats line shown under the answer (never inside the reply text)."""
     parts = chunk_stats(chunk)
-    parts.append(f"{prepared.visual_tokens:,} visual of {prepared.prompt_tokens:,} prompt tokens")
-    parts.append(prepared.loaded.description)
+    prompt = prepared.prompt_tokens or (chunk.prompt_tokens if chunk is not None else 0)  # a server counts them
+    parts.append(f"{prepared.visual_tokens:,} visual of {prompt:,} prompt tokens")
+    parts.append(prepared.description)
     parts += finish_note(chunk)
     line = " · ".join(parts)
     notes = "".join(f"\n\n> {notice}" for notice in prepared.notices)

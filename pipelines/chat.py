@@ -1,28 +1,31 @@
 """Chat: a conversation with media in, a stream of text chunks out.
 
-Contract: ``start_chat(request, runtime, cancel=None, heartbeat_s=None) -> ChatStream``. All checks,
-media decoding (once per request) and preprocessing happen in ``start_chat``, so bad input raises a
-typed error before any generation starts. Videos are decoded in a child process bounded in time and
-memory (pipelines.isolation), which ``cancel`` also stops; ``heartbeat_s`` is passed to
-``generation.stream_generate``. Iterating the stream yields ``generation.Chunk``s; ``stream.prepared``
-tells what the model was given (token counts, the video frames with their timestamps, notices).
+Contract: ``start_chat(request, runtime, cancel=None) -> ChatStream``. All checks, media decoding
+(once per request) and preprocessing happen in ``start_chat``, so bad input raises a typed error
+before any generation starts. Videos are decoded in a child process bounded in time and memory
+(pipelines.isolation), which ``cancel`` also stops. The model work goes to the model's engine
+(``runtime.engine_for(model)``: local transformers, ZeroGPU, or a vLLM server; pipelines.engines),
+which gets the SAME built messages and sampled frames whichever it is. Iterating the stream
+yields ``generation.Chunk``s; ``stream.prepared`` tells what the model was given (token counts,
+the video frames with their timestamps, notices).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from . import isolation, media
 from .devices import on_fresh_thread
-from .errors import BadInputError, InputTooLongError, OutOfMemoryError
-from .generation import Chunk, GenerationSettings, stream_generate
-from .loading import LoadedModel
+from .encoding import count_visual_tokens, encode, encode_batch, resolve_detail, transformers_metadata  # noqa: F401
+from .engines.base import PreparedChat, fit_to_context
+from .errors import BadInputError
+from .generation import Chunk, GenerationSettings
 from .messages import IMAGE, VIDEO, BuiltConversation, Turn, build_messages
-from .registry import PERCEPTION_LM, SMOLVLM
+from .registry import ModelSpec
 from .runtime import Runtime
 
 Detail = Literal["auto", "low", "high"]
@@ -39,30 +42,27 @@ class ChatRequest:
     image_detail: Detail = "auto"  # low: one tile per image (fast); high: the model's tiling
 
 
-@dataclass
-class PreparedChat:
-    loaded: LoadedModel
-    inputs: dict
-    settings: GenerationSettings
-    prompt_tokens: int
-    visual_tokens: int
-    image_detail: str
-    frames_seen: list = field(default_factory=list)  # [(ndarray HxWx3, seconds)] of the newest video
-    notices: list[str] = field(default_factory=list)
-
-
 class ChatStream:
-    """Iterate for chunks; ``cancel()`` from any thread stops the generation thread."""
+    """The answer as a stream and as a result: iterate for ``Chunk``s; ``text`` is the answer so
+    far and ``last`` the newest chunk, kept up to date as it is iterated (so no consumer rebuilds
+    the text). ``cancel()`` from any thread stops the generation; ``close()`` also ends the stream
+    and must be called on the thread that iterates it."""
 
-    def __init__(self, prepared: PreparedChat, cancel: threading.Event, heartbeat_s: float | None = None,
-                 stall_s: float | None = None):
+    def __init__(self, prepared: PreparedChat, cancel: threading.Event, stall_s: float | None = None):
         self.prepared = prepared
         self.cancel_event = cancel
-        self._chunks = stream_generate(prepared.loaded, prepared.inputs, prepared.settings, cancel,
-                                       heartbeat_s=heartbeat_s, stall_s=stall_s)
+        self.text = ""
+        self.last: Chunk | None = None
+        self._chunks = prepared.engine.stream(prepared, cancel, stall_s)
 
-    def __iter__(self):
-        return self._chunks
+    def __iter__(self) -> "ChatStream":
+        return self
+
+    def __next__(self) -> Chunk:
+        chunk = next(self._chunks)
+        self.text += chunk.text
+        self.last = chunk
+        return chunk
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -72,11 +72,10 @@ class ChatStream:
         self._chunks.close()
 
 
-def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None,
-               heartbeat_s: float | None = None) -> ChatStream:
+def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> ChatStream:
     cancel = cancel or threading.Event()
     prepared = prepare_chat(request, runtime, cancel)
-    return ChatStream(prepared, cancel, heartbeat_s, float(runtime.limits.generation_stall_s.value))
+    return ChatStream(prepared, cancel, float(runtime.limits.generation_stall_s.value))
 
 
 def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> PreparedChat:
@@ -86,110 +85,24 @@ def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event
 
 def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None) -> PreparedChat:
     _check_request(request, runtime)
-    loaded = runtime.load(request.model)
-    fps, max_frames = video_sampling(loaded, request, runtime)
+    engine = runtime.engine_for(request.model)
+    spec = engine.spec(request.model, runtime)  # a local model loads here: its errors come first
+    fps, max_frames = video_sampling(spec, request, runtime)
     built = build_messages(
         list(request.turns),
-        loaded.spec.family,
+        spec.family,
         load_image=lambda path: media.open_image(path, runtime.limits),
         load_video=lambda path: _load_video_cached(path, fps, max_frames, runtime, cancel),
         system_prompt=request.system_prompt,
     )
-    detail = resolve_detail(request.image_detail, loaded)
-    inputs = encode(loaded, built, detail)
-    prompt_tokens = int(inputs["input_ids"].shape[-1])
-    settings = _fit_to_context(request.settings, prompt_tokens, loaded, built.notices)
-    visual = count_visual_tokens(loaded, inputs)
-    frames = _frames_seen(built)
-    return PreparedChat(loaded, inputs, settings, prompt_tokens, visual, detail, frames, built.notices)
+    prepared = engine.prepare(request.model, built, request.settings, request.image_detail, runtime)
+    prepared.frames_seen = _frames_seen(built)
+    return prepared
 
 
-def encode(loaded: LoadedModel, built: BuiltConversation, detail: str) -> dict:
-    """Messages -> model inputs on the model's device, exactly as the model card's code does it,
-    plus the real video metadata and control-token sanitising."""
-    return _apply_template(loaded, built.messages, _processor_kwargs(loaded, built, detail))
-
-
-def encode_batch(loaded: LoadedModel, builts: list[BuiltConversation], detail: str) -> dict:
-    """Several conversations -> ONE padded batch of model inputs (for batched scoring).
-
-    Rows are LEFT-padded, so the last position of every row is its own last prompt token: the
-    logits there are each row's first answer token (see pipelines/scoring.py). Every
-    conversation must hold the same kinds of media; on PerceptionLM, videos must have the same
-    number of frames (its processor takes one ``num_frames`` for the whole call).
-    """
-    if not builts:
-        raise BadInputError("Nothing to encode.")
-    kwargs = _processor_kwargs(loaded, builts[0], detail)
-    if builts[0].videos:
-        kwargs["video_metadata"] = [transformers_metadata(clip) for built in builts for clip in built.videos]
-        counts = {len(built.videos[-1].sample.indices) for built in builts}
-        if loaded.spec.family == PERCEPTION_LM and len(counts) > 1:
-            raise BadInputError("Every video in one PerceptionLM batch needs the same number of frames.")
-    kwargs.update(padding=True, padding_side="left")
-    return _apply_template(loaded, [built.messages for built in builts], kwargs)
-
-
-def _apply_template(loaded: LoadedModel, conversations: list, processor_kwargs: dict) -> dict:
-    """The one processor call behind ``encode`` and ``encode_batch``, with its errors worded."""
-    try:
-        inputs = loaded.processor.apply_chat_template(
-            conversations,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            sanitize_control_tokens=True,
-            processor_kwargs=processor_kwargs,
-        )
-    except (ValueError, TypeError) as error:
-        raise BadInputError(f"The model's processor could not prepare this input: {error}") from error
-    except MemoryError:
-        raise OutOfMemoryError("Preparing this input for the model ran out of memory. Use fewer or smaller "
-                               "images, fewer frames or a lower image detail.") from None
-    return inputs.to(loaded.device, dtype=loaded.dtype)
-
-
-def _processor_kwargs(loaded: LoadedModel, built: BuiltConversation, detail: str) -> dict:
-    kwargs: dict = {}
-    if built.videos:
-        kwargs["video_metadata"] = [transformers_metadata(clip) for clip in built.videos]
-        kwargs["do_sample_frames"] = False
-        if loaded.spec.family == PERCEPTION_LM:
-            kwargs["num_frames"] = len(built.videos[-1].sample.indices)
-    if built.images and detail == "low":
-        if loaded.spec.family == SMOLVLM:
-            kwargs["do_image_splitting"] = False
-        else:
-            kwargs["max_num_tiles"] = 1
-    return kwargs
-
-
-def transformers_metadata(clip: media.VideoClip):
-    """Our probe + sample -> transformers' VideoMetadata, so the prompt shows real timestamps."""
-    from transformers.video_utils import VideoMetadata
-
-    info = clip.info
-    return VideoMetadata(
-        total_num_frames=info.frame_count,
-        fps=info.fps,
-        width=info.width,
-        height=info.height,
-        duration=info.duration,
-        video_backend="vlm-studio",
-        frames_indices=list(clip.sample.indices),
-    )
-
-
-def resolve_detail(detail: str, loaded: LoadedModel) -> str:
-    """'auto' is high on a GPU and low on a CPU, where tiling costs ~17x the prefill (NOTES.md)."""
-    if detail in ("low", "high"):
-        return detail
-    return "high" if loaded.device.startswith("cuda") else "low"
-
-
-def video_sampling(loaded: LoadedModel, request: ChatRequest, runtime: Runtime) -> tuple[float | None, int]:
-    spec = loaded.spec
+def video_sampling(model, request: ChatRequest, runtime: Runtime) -> tuple[float | None, int]:
+    """(fps, max frames) for the request's video; ``model``: a ModelSpec or a loaded model."""
+    spec: ModelSpec = getattr(model, "spec", model)
     max_frames = int(request.max_frames or spec.video_max_frames)
     runtime.limits.max_frames.check(max_frames, "Frames per video")
     if spec.video_fps is None:  # PerceptionLM samples a fixed number of frames
@@ -197,11 +110,6 @@ def video_sampling(loaded: LoadedModel, request: ChatRequest, runtime: Runtime) 
     fps = float(request.video_fps or spec.video_fps)
     runtime.limits.video_fps.check(fps, "Frames per second")
     return fps, max_frames
-
-
-def count_visual_tokens(loaded: LoadedModel, inputs: dict) -> int:
-    ids = inputs["input_ids"]
-    return int(sum((ids == token).sum().item() for token in loaded.media_token_ids()))
 
 
 def _check_request(request: ChatRequest, runtime: Runtime) -> None:
@@ -220,22 +128,6 @@ def _check_request(request: ChatRequest, runtime: Runtime) -> None:
     if not request.settings.greedy:
         runtime.limits.temperature.check(request.settings.temperature, "Temperature")
         runtime.limits.top_p.check(request.settings.top_p, "Top-p")
-
-
-def _fit_to_context(settings: GenerationSettings, prompt_tokens: int, loaded: LoadedModel, notices: list[str]):
-    context = loaded.spec.context_length
-    room = context - prompt_tokens
-    if room < 16:
-        raise InputTooLongError(
-            prompt_tokens, context,
-            "Use fewer images or frames, a lower image detail, shorter text, or start a new chat.",
-        )
-    if settings.max_new_tokens > room:
-        notices.append(f"New tokens limited to {room} so the answer fits the {context:,}-token context.")
-        from dataclasses import replace
-
-        return replace(settings, max_new_tokens=room)
-    return settings
 
 
 def _frames_seen(built: BuiltConversation) -> list:
@@ -268,4 +160,5 @@ def _load_video_cached(path: str, fps: float | None, max_frames: int, runtime: R
     return clip
 
 
-__all__ = ["ChatRequest", "ChatStream", "Chunk", "PreparedChat", "start_chat", "prepare_chat", "encode", "encode_batch"]
+__all__ = ["ChatRequest", "ChatStream", "Chunk", "PreparedChat", "fit_to_context", "start_chat", "prepare_chat", "encode",
+           "encode_batch"]

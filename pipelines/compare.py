@@ -2,7 +2,7 @@
 
 Contract
 --------
-* ``start_multi_image(model, images, question, runtime, cancel=None, heartbeat_s=None, **options)`` -> the
+* ``start_multi_image(model, images, question, runtime, cancel=None, **options)`` -> the
   ``chat.ChatStream`` of ONE user turn holding 2..N images (N = ``limits.compare_images``), each
   introduced to the model as ``messages.image_label(k)`` ("Image 1:", "Image 2:", ...).
   ``image_labels(n)`` returns the same names for the screen, so answers can be followed. Image
@@ -11,18 +11,16 @@ Contract
 * ``side_by_side_requests(model_a, model_b, question, images=(), video=None, ...)`` -> two
   ``ChatRequest``s with the same input: text plus 0..N labelled images, or one video. Each model
   samples the video with its own family defaults (SmolVLM2 1 fps / max 64, PerceptionLM 32).
-* ``stream_side_by_side(request_a, request_b, runtime, cancel=None, sequential=False,
-  heartbeat_s=None)`` runs both and yields a ``PaneUpdate`` whenever either pane changes (ready,
-  new text, finished, failed), and, when ``heartbeat_s`` is set, an update with ``pane=None``
-  whenever nothing changed for that long (a consumer such as Gradio can only stop a generator
-  between items, see ``generation.stream_generate``).
+* ``stream_side_by_side(request_a, request_b, runtime, cancel=None, sequential=False)`` runs
+  both and yields a ``PaneUpdate`` whenever either pane changes (ready, new text, finished,
+  failed). Nothing is yielded while nothing changes: UI pacing is the consumer's business.
   A ``VLMError`` inside one pane (input too long for that model, out of memory) fails that pane
   only; anything else stops both and is re-raised.
 
 Concurrency policy (one device, one lock)
 -----------------------------------------
-By default the two runs go AT THE SAME TIME: each pane has its own thread that consumes its
-``ChatStream``, and their events merge through one queue into the caller's iterator.
+By default the two runs go AT THE SAME TIME: each pane has its own worker that consumes its
+``ChatStream``, and their events merge into ONE ``background.Background`` the caller iterates.
 ``devices.DEVICE_LOCK`` is taken per forward pass (hooks installed by ``guard_model``), never
 around a whole generation, so the two generations interleave token by token on one GPU or CPU
 and cannot deadlock: each waits at most one forward pass of the other. The device's throughput
@@ -30,9 +28,9 @@ is shared, so each pane's tokens/s is lower than it would be alone (the stats sh
 figure). ``sequential=True`` ("run one after the other") runs A to its end, then B; when the two
 models do not fit in memory together, A is unloaded before B loads.
 
-Stop: ``cancel`` stops both. Each generation gets its own child event, set by ``cancel`` too, so
-a pane that finishes (``generation.stream_generate`` sets its event when it ends) never stops
-the other. Leaving the iterator early stops both; the pane threads are always joined.
+Stop: ``cancel`` stops both. Each generation gets its own child event (``StopEvent``), set by
+``cancel`` too, so a pane that finishes (its stream sets its event when it ends) never stops
+the other. Leaving the iterator early stops both; the pane workers are always joined.
 
 Memory rule
 -----------
@@ -47,16 +45,18 @@ the weights of the cached models that loading the pair will evict (the cache kee
 
 from __future__ import annotations
 
+import functools
 import logging
-import queue
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import isolation, memory
+from . import attachments, media, memory
+from .background import Background, StopEvent
+from .engines import is_server_model
 from .chat import ChatRequest, ChatStream, start_chat
-from .devices import choose_device, dtype_name, wall_time
+from .devices import choose_device, dtype_name
 from .errors import BadInputError, NotEnoughMemoryError, VLMError
 from .generation import Chunk
 from .limits import LIMITS, Limits
@@ -67,8 +67,8 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 PANES = ("A", "B")
-_POLL_S = 0.1
-_JOIN_TIMEOUT_S = 30.0
+# Pane events queued ahead of the reader: chunks of two answers; bounded, never reached in practice.
+_MAX_QUEUED_EVENTS = 8192
 DEFAULT_PURPOSE = "a presentation slide"
 
 PRESETS: dict[str, str] = {
@@ -137,14 +137,14 @@ def _compare_turn(question: str, images: Sequence[str], video: str | None) -> Tu
 
 def _checked_kind(path: str, wanted: str) -> str:
     """Refuse a file in the wrong box before any model loads; judged by content, not by name."""
-    kind = isolation.file_kind(path)  # FFmpeg parses the untrusted container in a bounded child
+    kind = attachments.kind_of(path)  # FFmpeg parses the untrusted container in a bounded child
     if kind == wanted:
         return path
     name = Path(path).name
     if wanted == IMAGE:
-        raise BadInputError(f"'{name}' is not a still image this app can read. Use JPEG, PNG, WEBP, GIF, BMP "
-                            "or TIFF images (videos go in the video box).")
-    raise BadInputError(f"'{name}' is not a video this app can read. Use MP4, WEBM, MKV, MOV or AVI.")
+        raise BadInputError(f"'{name}' is not a still image this app can read. Use {media.IMAGE_FORMAT_NAMES} "
+                            "images (videos go in the video box).")
+    raise BadInputError(f"'{name}' is not a video this app can read. Use {media.VIDEO_FORMAT_NAMES}.")
 
 
 def multi_image_request(model: str, images: Sequence[str], question: str, limits: Limits = LIMITS,
@@ -162,10 +162,9 @@ def side_by_side_requests(model_a: str, model_b: str, question: str, images: Seq
 
 
 def start_multi_image(model: str, images: Sequence[str], question: str, runtime: Runtime,
-                      cancel: threading.Event | None = None, heartbeat_s: float | None = None,
-                      **options) -> ChatStream:
+                      cancel: threading.Event | None = None, **options) -> ChatStream:
     request = multi_image_request(model, images, question, runtime.limits, **options)
-    return start_chat(request, compare_runtime(runtime), cancel, heartbeat_s=heartbeat_s)
+    return start_chat(request, compare_runtime(runtime), cancel)
 
 
 def compare_runtime(runtime: Runtime) -> Runtime:
@@ -209,6 +208,8 @@ def plan_memory(models: Sequence[str], runtime: Runtime) -> MemoryPlan:
     """Estimate what loading ``models`` needs against what is free; loads nothing."""
     needed, pair_keys = [], []
     for name in models:
+        if is_server_model(name):
+            continue  # its memory is the server's
         spec, device, dtype = resolve_placement(name, runtime.device, runtime.dtype)
         key = (spec.source, device, dtype)
         if key in pair_keys:
@@ -264,125 +265,106 @@ class PaneState:
 
 @dataclass(frozen=True)
 class PaneUpdate:
-    pane: int | None  # 0 (A) or 1 (B): the pane that changed; None: a heartbeat, nothing changed
+    pane: int | None  # 0 (A) or 1 (B): the pane that changed (None: a consumer's own repeat)
     chunk: Chunk | None  # the new chunk, when the change is new text or the finish
     panes: tuple[PaneState, PaneState]  # both panes, live: read them, do not keep them
 
 
-class _ChildCancel(threading.Event):
-    """Set on its own (this run ended, or its reader left) or through its parent (Stop)."""
-
-    def __init__(self, parent: threading.Event):
-        super().__init__()
-        self.parent = parent
-
-    def is_set(self) -> bool:
-        return super().is_set() or self.parent.is_set()
-
-
-# Events a pane worker puts on the merge queue: (pane index, kind, payload).
+# Events a pane worker emits: (pane index, kind, payload).
 _READY, _CHUNK, _FAILED, _CRASHED, _ENDED = "ready", "chunk", "failed", "crashed", "ended"
 
 
 def stream_side_by_side(request_a: ChatRequest, request_b: ChatRequest, runtime: Runtime,
-                        cancel: threading.Event | None = None, sequential: bool = False,
-                        heartbeat_s: float | None = None) -> Iterator[PaneUpdate]:
+                        cancel: threading.Event | None = None, sequential: bool = False) -> Iterator[PaneUpdate]:
     """Run both requests (at once, or one after the other) and yield every pane change."""
     requests = (request_a, request_b)
     runtime = compare_runtime(runtime)
     plan = plan_memory([r.model for r in requests], runtime)
     if not plan.fits and not sequential:
         raise NotEnoughMemoryError(plan.refusal())
-    stop = _ChildCancel(cancel or threading.Event())
-    events: "queue.Queue" = queue.Queue()
     panes = (PaneState(request_a.model), PaneState(request_b.model))
     monitor = None
     if sequential:
         unload_between = not plan.fits and plan.distinct == 2
-        workers = [_thread("vlms-compare", _run_in_turn, requests, runtime, stop, events, unload_between)]
+
+        def run(emit, stop) -> None:
+            _run_in_turn(requests, runtime, stop, emit, unload_between)
     else:
-        for request in requests:  # in order, on this thread: load errors raise before any work
-            runtime.load(request.model)
+        for request in requests:  # in order, on this thread: load (or server) errors raise before any work
+            runtime.engine_for(request.model).spec(request.model, runtime)
         monitor = memory.PeakMemory(plan.device)
         monitor.what += ", both models running"
-        workers = [_thread(f"vlms-compare-{PANES[i].lower()}", _run_pane, i, requests[i], runtime,
-                           _ChildCancel(stop), events, monitor) for i in range(2)]
+
+        def run(emit, stop) -> None:
+            _run_together(requests, runtime, stop, emit, monitor)
+    events = Background.from_callback(run, name="vlms-compare", max_queued=_MAX_QUEUED_EVENTS, cancel=cancel)
+    if monitor is not None:
         monitor.start()
-    for worker in workers:
-        worker.start()
     try:
-        yield from _merge(events, panes, workers, heartbeat_s)
+        for index, kind, payload in events:
+            if kind == _CRASHED:
+                raise payload
+            chunk = _apply(panes[index], kind, payload)
+            yield PaneUpdate(index, chunk, panes)
     finally:
-        stop.set()  # no-op once both finished; stops both when the reader leaves early
-        for worker in workers:
-            worker.join(_JOIN_TIMEOUT_S)
-            if worker.is_alive():
-                log.error("Compare thread %s did not stop within %.0f s", worker.name, _JOIN_TIMEOUT_S)
+        events.close()  # stops both when the reader leaves early; joins every pane thread
         if monitor is not None:
             monitor.stop()
 
 
-def _thread(name: str, target, *args) -> threading.Thread:
-    return threading.Thread(target=target, args=args, name=name, daemon=True)
+def _run_together(requests, runtime: Runtime, stop: threading.Event, emit, monitor) -> None:
+    """Both panes at once, each on its own worker; returns when both have ended."""
+    panes = [Background.from_callback(functools.partial(_pane_worker, index, request, runtime, emit, monitor),
+                                      name=f"vlms-compare-{PANES[index].lower()}", max_queued=1, cancel=stop)
+             for index, request in enumerate(requests)]
+    try:
+        for pane in panes:
+            for _ in pane:  # they emit to the merged stream themselves; this waits for their end
+                pass
+    finally:
+        for pane in panes:
+            pane.close()
 
 
-def _run_in_turn(requests, runtime: Runtime, stop, events, unload_between: bool) -> None:
+def _pane_worker(index, request, runtime, emit, monitor, _emit_here, stop) -> None:
+    _run_pane(index, request, runtime, StopEvent(stop), emit, monitor)
+
+
+def _run_in_turn(requests, runtime: Runtime, stop, emit, unload_between: bool) -> None:
     device = choose_device(runtime.device)
     for index, request in enumerate(requests):
         if stop.is_set():
-            events.put((index, _ENDED, (None, "")))  # stopped before it started
+            emit((index, _ENDED, (None, "")))  # stopped before it started
             continue
         with memory.PeakMemory(device) as monitor:
-            _run_pane(index, request, runtime, _ChildCancel(stop), events, monitor)
+            _run_pane(index, request, runtime, StopEvent(stop), emit, monitor)
         if index == 0 and unload_between:
             unload_model(request.model, runtime.device, runtime.dtype)
 
 
-def _run_pane(index: int, request: ChatRequest, runtime: Runtime, cancel, events, monitor) -> None:
-    """Prepare and stream one pane, reporting everything through ``events``; never raises."""
+def _run_pane(index: int, request: ChatRequest, runtime: Runtime, cancel, emit, monitor) -> None:
+    """Prepare and stream one pane, reporting everything through ``emit``; never raises."""
     stream = None
     try:
         stream = start_chat(request, runtime, cancel)
-        events.put((index, _READY, _pane_info(stream)))
+        emit((index, _READY, _pane_info(stream)))
         for chunk in stream:
-            events.put((index, _CHUNK, chunk))
+            emit((index, _CHUNK, (chunk, stream.text)))
     except VLMError as error:
         # The message only: the exception's traceback would keep the model alive in the queue.
-        events.put((index, _FAILED, str(error)))
-    except BaseException as error:  # a bug: the merger re-raises it on the caller's thread
-        events.put((index, _CRASHED, error))
+        emit((index, _FAILED, str(error)))
+    except BaseException as error:  # a bug: the reader re-raises it on the caller's thread
+        emit((index, _CRASHED, error))
     finally:
         if stream is not None:
             stream.close()
-        events.put((index, _ENDED, (monitor.peak(), monitor.what)))
+        emit((index, _ENDED, (monitor.peak(), monitor.what)))
 
 
 def _pane_info(stream: ChatStream) -> PaneInfo:
     prepared = stream.prepared
-    return PaneInfo(prepared.loaded.description, prepared.prompt_tokens, prepared.visual_tokens,
-                    len(prepared.frames_seen), memory.weights_bytes(prepared.loaded.model), tuple(prepared.notices))
-
-
-def _merge(events, panes, workers, heartbeat_s: float | None) -> Iterator[PaneUpdate]:
-    ended = 0
-    last_item = wall_time()
-    while ended < len(panes):
-        try:
-            index, kind, payload = events.get(timeout=_POLL_S)
-        except queue.Empty:
-            if not any(worker.is_alive() for worker in workers) and events.empty():
-                raise RuntimeError("A compare thread ended without reporting its end.") from None
-            if heartbeat_s is not None and wall_time() - last_item >= heartbeat_s:
-                last_item = wall_time()
-                yield PaneUpdate(None, None, panes)
-            continue
-        last_item = wall_time()
-        if kind == _CRASHED:
-            raise payload
-        if kind == _ENDED:
-            ended += 1
-        chunk = _apply(panes[index], kind, payload)
-        yield PaneUpdate(index, chunk, panes)
+    return PaneInfo(prepared.description, prepared.prompt_tokens, prepared.visual_tokens,
+                    len(prepared.frames_seen), prepared.weights_bytes, tuple(prepared.notices))
 
 
 def _apply(pane: PaneState, kind: str, payload) -> Chunk | None:
@@ -390,12 +372,12 @@ def _apply(pane: PaneState, kind: str, payload) -> Chunk | None:
     if kind == _READY:
         pane.status, pane.info = "running", payload
     elif kind == _CHUNK:
-        pane.answer += payload.text
+        chunk, pane.answer = payload
         pane.chunks += 1
-        pane.last = payload
-        if payload.finish_reason is not None:
-            pane.status = "stopped" if payload.finish_reason == "cancelled" else "done"
-        return payload
+        pane.last = chunk
+        if chunk.finish_reason is not None:
+            pane.status = "stopped" if chunk.finish_reason == "cancelled" else "done"
+        return chunk
     elif kind == _FAILED:
         pane.status, pane.error = "failed", payload
     elif kind == _ENDED:

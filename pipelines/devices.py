@@ -1,7 +1,8 @@
 """Device and dtype choice, and the ONE device lock that serialises model work.
 
 Contract: ``choose_device``/``choose_dtype`` pick CUDA+bf16 when a GPU is present, else the CPU
-in bf16 where the CPU has native bf16 instructions (bf16 prefill is ~3x faster there, NOTES.md)
+in bf16 where the CPU has native bf16 instructions (measured on 2 cores with AMX: bf16 prefill ~3x
+faster than fp32, decode about the same; benchmarks/, README "Performance")
 and fp32 elsewhere. Both accept an explicit override.
 
 ``DEVICE_LOCK`` is taken around every top-level forward pass of every loaded model (installed as
@@ -24,7 +25,6 @@ their threads, so work done on threads that end leaves one live pool per running
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -201,7 +201,3 @@ def on_fresh_thread(fn, /, *args, **kwargs):
     if failure:
         raise failure[0]
     return result[0]
-
-
-def wall_time() -> float:
-    return time.perf_counter()

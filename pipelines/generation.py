@@ -1,49 +1,48 @@
-"""Streaming generation with real cancellation.
+"""Streaming generation with real cancellation (the in-process half of the local engines).
 
-Contract: ``stream_generate(loaded, inputs, settings, cancel) -> Iterator[Chunk]``.
-- A NEW streamer per call; ``model.generate`` runs in a worker thread.
+Contract: ``stream_generate(loaded, inputs, settings, cancel, stall_s=None) -> Iterator[Chunk]``.
+- A NEW streamer per call; ``model.generate`` runs on a worker thread of ONE
+  ``background.Background`` (bounded queue, error forwarding, always joined).
 - An exception in the worker reaches the reader (re-raised from the iterator; out-of-memory
-  becomes ``OutOfMemoryError`` after freeing memory).
+  becomes ``OutOfMemoryError`` after the worker has ended and memory was freed).
 - ``cancel`` (a threading.Event) is checked by a StoppingCriteria after every step and by the
   device-lock hook before every forward pass; closing the iterator early (consumer gone, Stop,
-  dropped connection) sets it too. The worker is always joined in ``finally``.
+  dropped connection) stops the worker too (its own stop event) and joins it.
 - Every chunk carries the new text, token counts and timings; the last has ``finish_reason``
   ("stop", "length" or "cancelled").
-- ``heartbeat_s``: when set, an EMPTY chunk is yielded whenever no token came for that long. A
-  consumer that can only act between items (Gradio closes a generator on Stop or on a dropped
-  connection, but never while it is blocked inside ``next``) then gets that chance during a long
-  prefill or while another request holds the device.
+- Chunks come only when there is news: UI pacing (heartbeats) is the consumer's business
+  (components/), done with ``Background.next_within``.
 - Watchdog: no token for ``stall_s`` seconds (the ``generation_stall_s`` limit) means the worker
-  hung: it is abandoned (cancel set, the device lock handed back if it holds it, never joined)
+  hung: it is abandoned (stop set, the device lock handed back if it holds it, never joined)
   and ``ModelStalledError`` is raised, so the next request is served.
-- Out of memory (``torch.OutOfMemoryError``, the CPU allocator's RuntimeError, ``MemoryError``)
-  becomes ``OutOfMemoryError`` after the worker has ended and memory was freed.
-- On a ZeroGPU Space (``zerogpu.enabled()``) the same chunks come from ``spaces``' GPU worker
-  process (``zerogpu.stream_on_gpu``); ``stream_here`` is the in-process implementation.
+- Which process or machine runs the model is the engine's choice (pipelines.engines): this
+  module always generates here; ZeroGPU's GPU worker calls it too (pipelines.zerogpu).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from . import zerogpu
-from .devices import DEVICE_LOCK, cancel_scope, wall_time
+from .background import PENDING, Background
+from .devices import DEVICE_LOCK, cancel_scope
 from .errors import GenerationCancelled, ModelStalledError, OutOfMemoryError
 from .limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LIMITS
+from .memory import is_out_of_memory
 
 log = logging.getLogger(__name__)
 
-# How long the reader waits for a token before re-checking the worker. Short, so a worker that
-# died without signalling cannot hang a request.
+# How long the reader waits for a token before re-checking the watchdog.
 _POLL_S = 0.1
-JOIN_TIMEOUT_S = 30.0
+# Tokens queued ahead of a slow reader; far more than any answer, but bounded.
+_MAX_QUEUED_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -96,14 +95,14 @@ class _CancelOnEvent(StoppingCriteria):
 
 @dataclass
 class _TokenStreamer(BaseStreamer):
-    """Receives token ids from ``generate`` in the worker and queues decoded text.
+    """Receives token ids from ``generate`` in the worker and emits decoded text.
 
     Text is decoded from the tokens since the last newline, so the cost per token stays small and
     no partial UTF-8 character is ever emitted.
     """
 
     tokenizer: object
-    out: "queue.Queue" = field(default_factory=queue.Queue)
+    emit: Callable[[str], bool] = lambda text: True
     generated: int = 0
     first_token_at: float | None = None
     _prompt_seen: bool = False
@@ -116,7 +115,7 @@ class _TokenStreamer(BaseStreamer):
             return
         ids = value.reshape(-1).tolist()
         if self.first_token_at is None:
-            self.first_token_at = wall_time()
+            self.first_token_at = time.perf_counter()
         self.generated += len(ids)
         self._pending.extend(ids)
         text = self.tokenizer.decode(self._pending, skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -127,87 +126,71 @@ class _TokenStreamer(BaseStreamer):
             self._pending, self._emitted_chars = [], 0
         else:
             self._emitted_chars = len(text)
-        self.out.put(("text", new_text, self.generated))
+        self.emit(new_text)  # False once the reader left: its stop event ends generate at the next step
 
     def end(self) -> None:
-        self.out.put(("end", "", self.generated))
+        pass  # the worker's end is the Background's end
 
 
 def stream_generate(loaded, inputs: dict, settings: GenerationSettings, cancel: threading.Event | None = None,
-                    *, heartbeat_s: float | None = None, stall_s: float | None = None):
-    """Yield ``Chunk``s as the model generates; see the module docstring for the contract."""
-    if zerogpu.enabled():  # a ZeroGPU Space: the GPU is only reachable from spaces' worker process
-        return zerogpu.stream_on_gpu(loaded, inputs, settings, cancel, heartbeat_s=heartbeat_s, stall_s=stall_s)
-    return stream_here(loaded, inputs, settings, cancel, heartbeat_s=heartbeat_s, stall_s=stall_s)
-
-
-def stream_here(loaded, inputs: dict, settings: GenerationSettings, cancel: threading.Event | None = None,
-                *, heartbeat_s: float | None = None, stall_s: float | None = None):
-    """``stream_generate`` in this process (everywhere but in ZeroGPU's parent process)."""
+                    *, stall_s: float | None = None):
+    """Yield ``Chunk``s as the model generates, in this process; see the module docstring."""
     cancel = cancel or threading.Event()
     stall_s = float(LIMITS.generation_stall_s.value if stall_s is None else stall_s)
     streamer = _TokenStreamer(loaded.tokenizer)
-    failure: list[BaseException] = []
     prompt_tokens = int(inputs["input_ids"].shape[-1])
-    started = wall_time()
+    started = time.perf_counter()
 
-    def work() -> None:
-        try:
-            with cancel_scope(cancel), torch.inference_mode():
-                loaded.model.generate(
-                    **inputs,
-                    **settings.generate_kwargs(),
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_CancelOnEvent(cancel)]),
-                    pad_token_id=_pad_token_id(loaded),
-                )
-        except BaseException as error:  # handed to the reader, never lost in the thread
-            failure.append(error)
-        finally:
-            streamer.end()
+    def run(emit, stop: threading.Event) -> None:
+        streamer.emit = emit
+        with cancel_scope(stop), torch.inference_mode():
+            loaded.model.generate(
+                **inputs,
+                **settings.generate_kwargs(),
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([_CancelOnEvent(stop)]),
+                pad_token_id=_pad_token_id(loaded),
+            )
 
-    worker = threading.Thread(target=work, name="vlms-generate", daemon=True)
-    worker.start()
+    tokens = Background.from_callback(run, name="vlms-generate", max_queued=_MAX_QUEUED_TOKENS, cancel=cancel)
 
     def chunk(text: str, reason: str | None = None) -> Chunk:
-        return Chunk(text, streamer.generated, prompt_tokens, started, streamer.first_token_at, wall_time(), reason)
+        return Chunk(text, streamer.generated, prompt_tokens, started, streamer.first_token_at, time.perf_counter(), reason)
 
     abandoned = False
     try:
-        last_token = last_item = wall_time()
+        last_token = time.perf_counter()
         while True:
             try:
-                kind, text, _ = streamer.out.get(timeout=_POLL_S)
-            except queue.Empty:
-                if not worker.is_alive() and streamer.out.empty():
-                    break
-                now = wall_time()
-                if now - last_token > stall_s:
-                    abandoned = True
-                    _abandon(worker, cancel, stall_s)
-                if heartbeat_s is not None and now - last_item >= heartbeat_s:
-                    last_item = now
-                    yield chunk("")
-                continue
-            last_token = last_item = wall_time()
-            if kind == "end":
+                text = tokens.next_within(_POLL_S)
+            except StopIteration:
                 break
+            except BaseException as error:  # the worker's: raised once it has ended
+                tokens.close()
+                _raise_from_worker(error, cancel)
+                break  # cancelled inside a forward pass: the final chunk says so
+            if text is PENDING:
+                if time.perf_counter() - last_token > stall_s:
+                    abandoned = True
+                    tokens.abandon()
+                    _abandon(tokens.thread, stall_s)
+                continue
+            last_token = time.perf_counter()
             if text:
                 yield chunk(text)
-        worker.join()
-        if failure:
-            _raise_from_worker(failure.pop(), cancel)
         yield chunk("", _finish_reason(cancel, streamer.generated, settings))
     finally:
-        cancel.set()  # no-op after a normal finish; stops the worker when the reader leaves early
-        worker.join(0 if abandoned else JOIN_TIMEOUT_S)
-        if worker.is_alive() and not abandoned:
-            log.error("Generation thread did not stop within %.0f s", JOIN_TIMEOUT_S)
+        if not abandoned:
+            tokens.close()  # stops the worker when the reader leaves early; joins it
 
 
-def _abandon(worker: threading.Thread, cancel: threading.Event, stall_s: float) -> None:
-    """The worker produced nothing for ``stall_s``: give up on it so the app keeps serving."""
-    cancel.set()  # if it ever wakes up, its next step or forward pass stops it
+# The in-process stream under its former name (ZeroGPU's worker, benchmarks).
+stream_here = stream_generate
+
+
+def _abandon(worker: threading.Thread, stall_s: float) -> None:
+    """The worker produced nothing for ``stall_s``: give up on it so the app keeps serving.
+    (Its stop event is already set: if it ever wakes up, its next step or forward pass stops.)"""
     if DEVICE_LOCK.forfeit(worker):
         log.error("A generation hung inside a forward pass for %.0f s; the device lock was taken back", stall_s)
     else:
@@ -240,14 +223,6 @@ def _raise_from_worker(error: BaseException, cancel: threading.Event) -> None:
             "image detail, fewer new tokens, or a smaller model."
         ) from None
     raise error
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError; numpy MemoryError."""
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
 
 
 def _pad_token_id(loaded) -> int | None:

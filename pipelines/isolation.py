@@ -8,6 +8,9 @@ module-level function of ``pipelines.media``, say); ``what`` is the file's basen
 
 * Children are forked from a small fork server that has only ``pipelines.media`` (PyAV, decord,
   numpy, Pillow) loaded: no torch, no gradio, no threads of the app, ~40 ms per call once warm.
+  Nothing happens at import: the first ``run`` configures multiprocessing's fork server (its
+  preload list is process-wide) and installs one filter on ``multiprocessing.spawn``'s
+  preparation data, which applies only to processes named ``vlms-decode`` (``_child_context``).
 * The child's address space is capped at ``memory_mb`` (RLIMIT_AS): a file that needs more fails
   in the child (DecodeError here) instead of exhausting the server's memory.
 * ``timeout_s`` caps the wall time. The child is killed (SIGKILL) when it passes, when ``cancel``
@@ -29,6 +32,7 @@ This module must not import torch, transformers or gradio (the fork server impor
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -52,31 +56,45 @@ _POLL_S = 0.05
 PROBE_TIMEOUT_S = 15.0
 
 _CHILD_NAME = "vlms-decode"
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(["pipelines.media", "decord"])  # a missing decord is skipped
-_stdlib_preparation_data = spawn.get_preparation_data
+_PRELOAD = ["pipelines.media", "decord"]  # a missing decord is skipped by the fork server
 
 
-def _preparation_data(name: str) -> dict:
+@functools.cache
+def _child_context():
+    """The fork-server context our children come from, set up once, on first use."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    _skip_main_for_our_children()
+    return context
+
+
+def _skip_main_for_our_children() -> None:
     """multiprocessing makes every child re-import the parent's ``__main__`` (``app.py``, which
     pulls in torch: seconds and hundreds of MB per child). Our children run media code only, so
-    they skip it; every other process is prepared exactly as the standard library does."""
-    data = _stdlib_preparation_data(name)
-    if name == _CHILD_NAME:
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
-    return data
+    they skip it; every other process is prepared exactly as the standard library does. The
+    standard library has no option for this, so its function is wrapped (once)."""
+    standard = spawn.get_preparation_data
+    if getattr(standard, "_vlms_filter", False):
+        return
 
+    def preparation_data(name: str) -> dict:
+        data = standard(name)
+        if name == _CHILD_NAME:
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
 
-spawn.get_preparation_data = _preparation_data
+    preparation_data._vlms_filter = True
+    spawn.get_preparation_data = preparation_data
 
 
 def run(function: Callable, *args, what: str, timeout_s: float, memory_mb: float,
         cancel: threading.Event | None = None):
     """``function(*args)`` in a bounded child process; see the module docstring."""
-    receiver, sender = _context.Pipe(duplex=False)
-    child = _context.Process(target=_child_main, args=(sender, int(memory_mb * 2**20), function, args),
-                             name=_CHILD_NAME, daemon=True)
+    context = _child_context()
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(sender, int(memory_mb * 2**20), function, args),
+                            name=_CHILD_NAME, daemon=True)
     try:
         child.start()
         sender.close()  # ours; the child has its own copy, so EOF means the child is gone
@@ -90,7 +108,7 @@ def load_video(path, fps: float | None, max_frames: int, limits: Limits = LIMITS
                cancel: threading.Event | None = None) -> media.VideoClip:
     """``media.load_video`` in a child bounded by the ``decode_timeout_s`` and
     ``decode_memory_mb`` limits."""
-    return run(media.load_video, str(path), fps, max_frames, limits, what=media._name(path),
+    return run(media.load_video, str(path), fps, max_frames, limits, what=media.display_name(path),
                timeout_s=float(limits.decode_timeout_s.value), memory_mb=float(limits.decode_memory_mb.value),
                cancel=cancel)
 
@@ -102,11 +120,11 @@ def file_kind(path, limits: Limits = LIMITS) -> str | None:
             return None
     except OSError:
         return None
-    kind = media._image_kind(path)  # Pillow reads the header only: safe in-process
+    kind = media.image_kind(path)  # Pillow reads the header only: safe in-process
     if kind is not None:
         return kind
     try:
-        return run(media.file_kind, str(path), what=media._name(path), timeout_s=PROBE_TIMEOUT_S,
+        return run(media.file_kind, str(path), what=media.display_name(path), timeout_s=PROBE_TIMEOUT_S,
                    memory_mb=float(limits.decode_memory_mb.value))
     except DecodeError:  # crashed, hung or ran out of memory while probing: not usable media
         return None
@@ -116,7 +134,7 @@ def unreadable_reason(path, limits: Limits = LIMITS) -> VLMError | None:
     """Why ``file_kind`` found no media in ``path``, in the user's words (empty, audio only,
     damaged...): the error probing it as a video gives (in a child). None if nothing specific."""
     try:
-        run(media.probe_video, str(path), limits, what=media._name(path), timeout_s=PROBE_TIMEOUT_S,
+        run(media.probe_video, str(path), limits, what=media.display_name(path), timeout_s=PROBE_TIMEOUT_S,
             memory_mb=float(limits.decode_memory_mb.value))
     except VLMError as error:
         return None if "not a video in a supported format" in str(error) else error

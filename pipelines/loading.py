@@ -57,21 +57,37 @@ class LoadedModel:
 
 
 _cache: "OrderedDict[tuple, LoadedModel]" = OrderedDict()
+# Held for dictionary operations only, never during a load (minutes): is_loaded stays instant.
 _cache_lock = threading.Lock()
+# One load at a time: two at once would need the memory of both while either is half-built.
+_load_lock = threading.Lock()
 
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     spec, chosen_device, chosen_dtype = resolve_placement(name, device, dtype)
     key = (spec.source, chosen_device, chosen_dtype)
+    cached = _cached(key)
+    if cached is not None:  # no wait for a load of another model
+        return cached
+    with _load_lock:
+        cached = _cached(key)  # the thread we waited for may have loaded this very model
+        if cached is not None:
+            return cached
+        with _cache_lock:
+            while len(_cache) >= MAX_CACHED_MODELS:
+                _evict_oldest()
+        loaded = on_fresh_thread(_load_uncached, spec, chosen_device, chosen_dtype)  # see pipelines.devices
+        with _cache_lock:
+            _cache[key] = loaded
+        return loaded
+
+
+def _cached(key: tuple) -> LoadedModel | None:
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        while len(_cache) >= MAX_CACHED_MODELS:
-            _evict_oldest()
-        loaded = on_fresh_thread(_load_uncached, spec, chosen_device, chosen_dtype)  # see pipelines.devices
-        _cache[key] = loaded
-        return loaded
+    return None
 
 
 def resolve_placement(name: str, device: str | None = None, dtype: str | None = None) -> tuple[ModelSpec, str, torch.dtype]:

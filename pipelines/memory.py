@@ -9,6 +9,7 @@ Contract
 * ``available_bytes(device)``: what a new model could use now. CUDA: free device memory
   (``torch.cuda.mem_get_info``) plus what PyTorch's caching allocator holds but does not use. CPU:
   ``MemAvailable`` from /proc/meminfo. ``None`` when the platform does not say (no check is made).
+* ``is_out_of_memory(error)``: the ONE test for "memory ran out" (CUDA, CPU allocator, numpy).
 * ``PeakMemory(device)``: the peak while a run is in progress, and a plain-words note of WHAT was
   measured. CUDA: ``torch.cuda.max_memory_allocated`` since the tracker started (tensors PyTorch
   allocated on the device, all threads). CPU: the process's resident set size, sampled every
@@ -34,6 +35,16 @@ log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 0.02
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` means memory ran out during model work, on any device: CUDA raises
+    ``torch.OutOfMemoryError``, torch's CPU allocator a plain RuntimeError ("can't allocate
+    memory"), numpy and Python ``MemoryError``. The one test every model-work path uses."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
 
 
 def param_count(spec: ModelSpec) -> int:

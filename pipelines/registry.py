@@ -30,7 +30,6 @@ class ModelSpec:
     context_length: int
     video_fps: float | None  # None: fixed frame count (PerceptionLM)
     video_max_frames: int
-    max_image_tiles: int  # PerceptionLM tiles / SmolVLM splitting on (>1) or off (1)
     is_local: bool = False
 
     def estimated_bytes(self, bytes_per_param: int) -> int:
@@ -39,11 +38,11 @@ class ModelSpec:
 
 
 def _smol(key: str, repo: str, label: str, params: int) -> ModelSpec:
-    return ModelSpec(key, repo, SMOLVLM, label, params, 8192, 1.0, 64, 1)
+    return ModelSpec(key, repo, SMOLVLM, label, params, 8192, 1.0, 64)
 
 
 def _plm(key: str, repo: str, label: str, params: int) -> ModelSpec:
-    return ModelSpec(key, repo, PERCEPTION_LM, label, params, 11520, None, 32, 4)
+    return ModelSpec(key, repo, PERCEPTION_LM, label, params, 11520, None, 32)
 
 
 REGISTRY: dict[str, ModelSpec] = {

@@ -8,7 +8,7 @@ looked for "yes" in it, which also matched "eyes").
 
 * Each clip is a ``media.VideoClip`` sent as a short video, exactly like a chat video (the same
   message converter and processor call: pipelines.messages.build_messages and
-  pipelines.chat.encode_batch), so SmolVLM sees "Frame from MM:SS" lines with the clip's own
+  pipelines.encoding.encode_batch), so SmolVLM sees "Frame from MM:SS" lines with the clip's own
   timestamps and PerceptionLM gets ``num_frames`` = the clip's frame count.
 * Rows of a batch are LEFT-padded, so position -1 of every row is that row's last prompt token;
   ``logits_to_keep=1`` skips the vocabulary projection of every other position. Position ids are
@@ -21,7 +21,10 @@ looked for "yes" in it, which also matched "eyes").
   the softmax mass of its ids, normalised over the ids of both options.
 * Forward passes run through the model's device-lock hooks (pipelines.devices) inside
   ``cancel_scope(cancel)``: Stop ends a scan at its next batch, and a chat and a scan share the
-  device fairly.
+  device fairly. Where the pass runs is the engine's choice (``Scorer(forward_logits=...)``):
+  here (``local_logits``), or in ZeroGPU's GPU worker (pipelines.zerogpu.forward_logits).
+* A server engine reads the same probabilities from the logprobs of the first answer token
+  (pipelines.engines.server); ``answer_token_ids`` and ``option_probability`` are shared.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from typing import Callable, Sequence
 import torch
 
 from . import media
-from .chat import encode_batch
+from .encoding import encode_batch
 from .devices import cancel_scope, on_fresh_thread
 from .errors import BadInputError, GenerationCancelled, InputTooLongError, OutOfMemoryError
 from .loading import LoadedModel
+from .memory import is_out_of_memory
 from .messages import VIDEO, Attachment, BuiltConversation, Turn, build_messages
 
 DEFAULT_BATCH_SIZE = 4
@@ -129,13 +133,17 @@ def _frame_count(clip: media.VideoClip) -> int:
 class Scorer:
     """One question, many batches: the prompt parts and answer ids are worked out once."""
 
-    def __init__(self, loaded: LoadedModel, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = ""):
+    def __init__(self, loaded: LoadedModel, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = "",
+                 *, forward_logits: Callable[..., torch.Tensor] | None = None):
+        """``forward_logits(loaded, inputs, **kwargs)`` -> the model's logits; ``local_logits``
+        (this process) unless an engine runs the pass elsewhere."""
         if not question.strip():
             raise BadInputError("The scoring question is empty.")
         self.loaded = loaded
         self.question = question.strip()
         self.system_prompt = system_prompt
         self.answers = answer_token_ids(loaded.tokenizer, options)
+        self.forward_logits = forward_logits or local_logits
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None) -> list[float]:
         """ONE forward pass for all ``clips`` (caller keeps them to one frame count), on a thread
@@ -166,9 +174,11 @@ class Scorer:
         # Each row counts positions from its own first real token, as it would alone.
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         try:
-            with cancel_scope(cancel), torch.inference_mode():
-                output = self.loaded.model(**inputs, position_ids=positions, logits_to_keep=1, use_cache=False)
-        except torch.OutOfMemoryError as error:
+            with cancel_scope(cancel):
+                logits = self.forward_logits(self.loaded, inputs, position_ids=positions, logits_to_keep=1, use_cache=False)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
             from .loading import free_memory
 
             free_memory()
@@ -176,11 +186,18 @@ class Scorer:
                 "The model ran out of memory while scoring. Use a smaller batch, fewer frames per "
                 "window, or a smaller model."
             ) from error
-        return output.logits[:, -1, :]
+        return logits[:, -1, :]
+
+
+def local_logits(loaded: LoadedModel, inputs: dict, **forward_kwargs) -> torch.Tensor:
+    """One forward pass in this process (through the model's device-lock hooks)."""
+    with torch.inference_mode():
+        return loaded.model(**inputs, **forward_kwargs).logits
 
 
 def _no_images(path: str):
     raise BadInputError("Scoring takes video clips only.")
 
 
-__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "batches", "option_probability", "score", "DEFAULT_BATCH_SIZE"]
+__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "batches", "local_logits", "option_probability", "score",
+           "DEFAULT_BATCH_SIZE"]

@@ -14,15 +14,17 @@ Contract:
 - ``gpu_task(duration)``: ``spaces.GPU(duration=duration)`` when ``spaces`` is installed (which
   itself is a no-op off ZeroGPU hardware), else the function unchanged.
 - ``enabled()``: True on ZeroGPU hardware (``SPACES_ZERO_GPU``, as ``spaces`` reads it) with
-  ``spaces`` installed. Only then do ``generation.stream_generate`` (``stream_on_gpu``) and batch
-  scoring (``forward_logits``) send their work to the GPU worker; otherwise they run in-process
-  exactly as before.
+  ``spaces`` installed. Only then does the engine of local models (pipelines.engines) send
+  generation (``stream_on_gpu``) and batch scoring (``forward_logits``) to the GPU worker;
+  otherwise they run in-process exactly as before.
 - Across the boundary go only picklable, light values: the model's cache key (never the model),
   CPU tensors, settings. The worker looks the model up in its (forked) cache, loading it if the
   fork predates it.
 - Stop: the worker cannot see the caller's ``threading.Event``. The worker sends an empty
-  heartbeat chunk at least every ``HEARTBEAT_S``; the caller checks its event on every item and
-  closes the worker's stream when it is set (``spaces`` then stops the worker's task).
+  heartbeat chunk at least every ``HEARTBEAT_S`` (a detail of this boundary, never seen above
+  it); the caller checks its event on every item and closes the worker's stream when it is set
+  (``spaces`` then stops the worker's task).
+- Imports point one way: this module uses pipelines.generation; nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from typing import Callable, Iterator
 
-try:  # Spaces provide the package; everywhere else the app runs without it
+try:  # Spaces provide the package; everywhere else the app runs without it. First: before torch.
     import spaces
 except ImportError:  # pragma: no cover - depends on the environment
     spaces = None
+
+from .background import PENDING, Background  # noqa: E402
+from .generation import Chunk, stream_generate  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -146,19 +152,37 @@ def _generation_duration(key, inputs, settings, stall_s=None) -> int:
 
 
 def _generate_in_worker(key, inputs, settings, stall_s=None) -> Iterator:
-    """Runs in the GPU worker: the ordinary in-process stream, with heartbeats for Stop."""
-    from .generation import stream_here
-
+    """Runs in the GPU worker: the ordinary in-process stream, plus an empty chunk whenever
+    nothing came for ``HEARTBEAT_S``, so the caller can close it on Stop."""
     loaded = worker_model(key)
-    yield from stream_here(loaded, to_device(inputs, loaded.device), settings, threading.Event(),
-                           heartbeat_s=HEARTBEAT_S, stall_s=stall_s)
+    inputs = to_device(inputs, loaded.device)
+    produce = lambda stop: stream_generate(loaded, inputs, settings, stop, stall_s=stall_s)  # noqa: E731
+    last = None
+    with Background(produce, name="vlms-gpu-task") as chunks:
+        while True:
+            try:
+                chunk = chunks.next_within(HEARTBEAT_S)
+            except StopIteration:
+                return
+            if chunk is PENDING:
+                yield _heartbeat(last, inputs)
+                continue
+            last = chunk
+            yield chunk
+
+
+def _heartbeat(last, inputs) -> Chunk:
+    if last is None:
+        now = time.perf_counter()
+        return Chunk("", 0, int(inputs["input_ids"].shape[-1]), now, None, now)
+    return dataclasses.replace(last, text="", now=time.perf_counter())
 
 
 _generate_on_gpu = gpu_task(duration=_generation_duration)(_generate_in_worker)
 
 
 def stream_on_gpu(loaded, inputs: dict, settings, cancel: threading.Event | None = None, *,
-                  heartbeat_s: float | None = None, stall_s: float | None = None) -> Iterator:
+                  stall_s: float | None = None) -> Iterator:
     """``generation.stream_generate`` on ZeroGPU: the same chunks, produced by the GPU worker."""
     cancel = cancel or threading.Event()
     remote = _generate_on_gpu(model_key(loaded), to_cpu(inputs), settings, stall_s)
@@ -168,7 +192,7 @@ def stream_on_gpu(loaded, inputs: dict, settings, cancel: threading.Event | None
             if cancel.is_set():
                 break
             last = chunk
-            if chunk.text or chunk.finish_reason or heartbeat_s is not None:
+            if chunk.text or chunk.finish_reason:  # the worker's heartbeats stay at this boundary
                 yield chunk
     finally:
         remote.close()  # spaces stops the worker's task when its stream is closed early
@@ -177,13 +201,10 @@ def stream_on_gpu(loaded, inputs: dict, settings, cancel: threading.Event | None
 
 
 def _cancelled(last, inputs):
-    from .devices import wall_time
-    from .generation import Chunk
-
     if last is None:
-        now = wall_time()
+        now = time.perf_counter()
         return Chunk("", 0, int(inputs["input_ids"].shape[-1]), now, None, now, "cancelled")
-    return dataclasses.replace(last, text="", now=wall_time(), finish_reason="cancelled")
+    return dataclasses.replace(last, text="", now=time.perf_counter(), finish_reason="cancelled")
 
 
 # --------------------------------------------------------------------------------------------

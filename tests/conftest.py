@@ -21,6 +21,18 @@ import pytest  # noqa: E402
 from tests import media_factory, tiny_models  # noqa: E402
 
 
+# A test that uses one of these serves the app over HTTP, drives a browser, starts vLLM or runs the
+# highlights CLI end to end: seconds each, so it is left out of the fast tier (pytest.ini, README
+# "Tests"). Other slow tests say so themselves (@pytest.mark.slow, or pytestmark in their module).
+SLOW_FIXTURES = frozenset({"app", "app_url", "client", "served_app", "browser", "page", "cli_run", "vllm_server"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_gradio_temp_dir():
     """Uploads and outputs of the in-process servers go to one temp dir, removed at the end."""

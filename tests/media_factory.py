@@ -13,6 +13,7 @@ Nothing here downloads anything; everything is made with numpy, Pillow and PyAV.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
 from fractions import Fraction
@@ -202,6 +203,89 @@ def vfr_frame_times(durations_ms=(20, 50, 33, 100), repeats: int = 20) -> list[f
     return starts
 
 
+def _write_av(path, seconds: float, fps: float, size, frame_at, samples_at=None) -> Path:
+    """A video of ``frame_at(index) -> RGB uint8`` frames, with mono AAC from
+    ``samples_at(first_sample, count) -> float32`` when given (interleaved roughly in step)."""
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        video = _add_video_stream(container, "libx264", fps, size, None)
+        sound = _add_audio_stream(container) if samples_at else None
+        written = 0
+        for index in range(int(round(seconds * fps))):
+            frame = av.VideoFrame.from_ndarray(frame_at(index), format="rgb24")
+            frame.pts = index
+            _mux(container, video, frame)
+            while sound and written < min((index + 1) / fps, seconds) * _AUDIO_RATE:
+                count = 1024
+                chunk = av.AudioFrame.from_ndarray(samples_at(written, count).astype(np.float32)[None, :],
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = _AUDIO_RATE, written
+                _mux(container, sound, chunk)
+                written += count
+        _mux(container, video, None)
+        if sound:
+            _mux(container, sound, None)
+    return path
+
+
+def make_shots_video(path, seconds: float, cuts: tuple[float, ...], fps: float = 10, size=(160, 120),
+                     audio: bool = True) -> Path:
+    """Hard cuts at ``cuts`` (seconds, rounded to the frame grid): each shot its own colour
+    field (drifting, with the index code on top), so a detector sees a change only at a cut."""
+    palette = [_gradient(*size)[..., list(order)] for order in ((0, 1, 2), (2, 0, 1), (1, 2, 0), (2, 1, 0), (0, 2, 1))]
+    shades = [np.clip(p.astype(np.int16) // 3 + 40 * k, 0, 255).astype(np.uint8) for k, p in enumerate(palette)]
+    starts = [round(c * fps) for c in cuts]
+
+    def frame_at(index: int) -> np.ndarray:
+        shot = sum(1 for s in starts if index >= s)
+        return draw_frame(index, shades[shot % len(shades)])
+
+    return _write_av(path, seconds, fps, size, frame_at, _tone_samples if audio else None)
+
+
+def _tone_samples(first: int, count: int) -> np.ndarray:
+    t = (np.arange(count) + first) / _AUDIO_RATE
+    return 0.2 * np.sin(2 * np.pi * _TONE_HZ * t)
+
+
+def make_burst_video(path, seconds: float, burst_at: float, burst_seconds: float = 1.0, fps: float = 10,
+                     size=(160, 120)) -> Path:
+    """Silence, except loud noise (a cheer, an impact) from ``burst_at`` for ``burst_seconds``;
+    the picture is the usual index-coded drifting gradient."""
+    base = _gradient(*size)
+    noise = np.random.default_rng(0)
+    first, last = int(burst_at * _AUDIO_RATE), int((burst_at + burst_seconds) * _AUDIO_RATE)
+
+    def samples_at(start: int, count: int) -> np.ndarray:
+        positions = np.arange(start, start + count)
+        loud = (positions >= first) & (positions < last)
+        return np.where(loud, 0.6 * noise.uniform(-1, 1, count), 0.0)
+
+    return _write_av(path, seconds, fps, size, lambda i: draw_frame(i, base), samples_at)
+
+
+def moving_object_x(seconds: float, width: int, span: float = 0.7, period: float = 8.0) -> float:
+    """The centre (px) of ``make_moving_object_video``'s square at ``seconds``: it glides from
+    one side to the other and back (a cosine), across ``span`` of the frame width."""
+    return width / 2 - span * width / 2 * math.cos(2 * math.pi * seconds / period)
+
+
+def make_moving_object_video(path, seconds: float, fps: float = 10, size=(320, 180), square: int = 24,
+                             audio: bool = True) -> Path:
+    """One white square gliding over a plain grey background (``moving_object_x``), a tone."""
+    width, height = size
+
+    def frame_at(index: int) -> np.ndarray:
+        frame = np.full((height, width, 3), 90, dtype=np.uint8)
+        centre = moving_object_x(index / fps, width)
+        left = int(round(centre - square / 2))
+        top = height // 2 - square // 2
+        frame[top:top + square, max(0, left):max(0, left + square)] = 255
+        return frame
+
+    return _write_av(path, seconds, fps, size, frame_at, _tone_samples if audio else None)
+
+
 def make_audio_only(path, seconds: float = 2.0) -> Path:
     """A file with a tone and no video stream: AAC in MP4 (.m4a style), or PCM for ``.wav``."""
     path = Path(path)
@@ -286,6 +370,10 @@ def make_image(path, mode: str = "RGB", size=(64, 48), fmt: str | None = None, e
         save_kwargs["exif"] = exif
     if mode == "PT":
         save_kwargs["transparency"] = 15
+    if fmt == "HEIF":  # HEIC, what phones save: Pillow writes it through the pillow-heif plugin
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
     if fmt == "MPO":  # a real multi-picture file needs a second picture
         save_kwargs.update(save_all=True, append_images=[image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
     image.save(path, format=fmt, **save_kwargs)
@@ -304,6 +392,18 @@ def write_truncated(path_src, path_dst, fraction: float) -> Path:
     """Copy the first ``fraction`` of ``path_src``'s bytes to ``path_dst``."""
     data = Path(path_src).read_bytes()
     Path(path_dst).write_bytes(data[: int(len(data) * fraction)])
+    return Path(path_dst)
+
+
+def write_undecodable(path_src, path_dst) -> Path:
+    """``path_src`` (an MP4 with its index after the media data, as ``make_video`` writes it)
+    with every byte of that data set to 0xFF: the headers still describe the video, but not one
+    frame decodes. What a test uses to prove a check ran before any decoding."""
+    data = bytearray(Path(path_src).read_bytes())
+    box = data.index(b"mdat")
+    size = int.from_bytes(data[box - 4:box], "big")
+    data[box + 4:box - 4 + size] = b"\xff" * (size - 8)
+    Path(path_dst).write_bytes(bytes(data))
     return Path(path_dst)
 
 

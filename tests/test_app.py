@@ -63,7 +63,7 @@ def test_chat_with_a_20_second_video(client, video_20s, tiny_model):
     assert _answer(history).strip()
     # SmolVLM2 samples 1 fps (one frame per second of the clip); PerceptionLM a fixed 32 frames.
     assert len(frames) == (20 if "smolvlm" in tiny_model.name else 32)
-    assert frames[0]["caption"] == "00:00.00"
+    assert frames[0]["caption"] == "0:00.00"
 
 
 def test_broken_file_gives_a_clear_error_then_the_next_request_works(client, sample_image, tmp_path):

@@ -21,9 +21,11 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-import pipelines.chat
+import pipelines.encoding
 from components.adapter import GENERIC_MESSAGE
 from pipelines import isolation, media
+from pipelines.errors import DecodeError
+from pipelines.limits import LIMITS
 from pipelines.loading import load_model
 from pipelines.memory import PeakMemory
 from tests import media_factory as mf
@@ -105,6 +107,8 @@ def files(tmp_path_factory):
         "mp4 cut after the moov atom": mf.write_truncated(fast, root / "cut-data.mp4", 0.4),
         "audio only": mf.make_audio_only(root / "sound.m4a"),
         "video longer than the limit": _long_sparse_video(root / "five-hours.mp4"),
+        "video longer than the limit, no frame decodes": mf.write_undecodable(
+            _long_sparse_video(root / "five-hours-source.mp4"), root / "five-hours-undecodable.mp4"),
         # work
         "CMYK": mf.make_image(root / "cmyk.jpg", "CMYK", fmt="JPEG"),
         "16-bit": mf.make_image(root / "deep.png", "I;16", fmt="PNG"),
@@ -113,6 +117,8 @@ def files(tmp_path_factory):
         "LA": mf.make_image(root / "la.png", "LA", fmt="PNG"),
         "1-bit": mf.make_image(root / "bits.png", "1", fmt="PNG"),
         "EXIF-rotated photo": mf.make_image(root / "phone.jpg", "RGB", size=(64, 48), fmt="JPEG", exif_orientation=6),
+        "HEIC phone photo": mf.make_image(root / "IMG_0001.HEIC", "RGB", size=(64, 48), fmt="HEIF"),
+        "AVIF photo": mf.make_image(root / "photo.avif", "RGB", size=(64, 48), fmt="AVIF"),
         "PNG renamed .mp4": mf.make_png_renamed_mp4(root / "picture.mp4"),
         "1-frame video": mf.make_video(root / "one.mp4", 0.1, fps=10, size=(128, 96)),
         "variable frame rate": mf.make_vfr_video(root / "vfr.mp4", size=(128, 96)),
@@ -127,6 +133,7 @@ REFUSED = ["zero-byte image", "zero-byte video", "random bytes as image", "rando
            "SVG renamed .jpg", "EPS renamed .jpg", "decompression bomb PNG", "truncated JPEG",
            "mp4 cut before the moov atom", "mp4 cut after the moov atom", "audio only", "video longer than the limit"]
 WORK = ["CMYK", "16-bit", "palette + transparency", "RGBA", "LA", "1-bit", "EXIF-rotated photo", "PNG renamed .mp4",
+        "HEIC phone photo", "AVIF photo",
         "1-frame video", "variable frame rate", "rotated video", "GIF with 1,000 frames"]
 
 
@@ -185,22 +192,27 @@ def test_decompression_bomb_keeps_memory_flat(client, files):
     assert peak.peak() - baseline < 100 * 2**20
 
 
-def test_video_longer_than_the_limit_is_refused_before_decoding(client, files, monkeypatch):
-    decoded = []
-    monkeypatch.setattr(media, "read_frames", lambda *a, **k: decoded.append(a))  # only in this process
-    message = _refusal(lambda: _chat(client, files["video longer than the limit"]))
-    assert "limit is 4:00:00" in message and not decoded
+def test_video_longer_than_the_limit_is_refused_before_decoding(client, files):
+    """Decoding runs in a child process, out of a spy's reach; so the file's frames cannot be
+    decoded at all: had anything decoded before the limit check, the answer would be "Could
+    not decode", not the limit."""
+    undecodable = files["video longer than the limit, no frame decodes"]
+    with pytest.raises(DecodeError, match="Could not decode"):  # the premise: decoding fails
+        media.probe_video(undecodable, LIMITS.with_value("max_video_seconds", 12 * 3600))
+    for name in ("video longer than the limit", "video longer than the limit, no frame decodes"):
+        message = _refusal(lambda: _chat(client, files[name]))
+        assert "is 5:00:00 long; the limit is 4:00:00" in message, message
 
 
 def test_exif_rotated_photo_reaches_the_model_upright(client, files, monkeypatch):
     seen = []
-    encode = pipelines.chat.encode
+    encode = pipelines.encoding.encode
 
     def spy(loaded, built, detail):
         seen.extend(built.images)
         return encode(loaded, built, detail)
 
-    monkeypatch.setattr(pipelines.chat, "encode", spy)
+    monkeypatch.setattr(pipelines.encoding, "encode", spy)
     _chat(client, files["EXIF-rotated photo"])
     (image,) = seen
     assert image.size == (48, 64)  # orientation 6: stored 64x48 landscape, shown portrait

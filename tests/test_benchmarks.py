@@ -9,6 +9,8 @@ import torch
 from benchmarks import chat_overhead, common, gpu, highlights_vs_reference, memory
 from benchmarks import run as bench_run
 
+pytestmark = pytest.mark.slow  # the benchmarks' code paths end to end (~1 min): not in the fast tier
+
 
 @pytest.fixture()
 def bench_cache(tmp_path, monkeypatch):
@@ -93,7 +95,13 @@ def test_results_name_the_cpu_because_bf16_speed_depends_on_its_extensions():
 
 def test_highlights_rows_give_the_end_to_end_ratio_and_each_stage(tiny_smolvlm, bench_cache):
     figures = highlights_vs_reference.measure(quick=True, every=6, model=tiny_smolvlm, policy="typical")
-    end_to_end, criteria, windows, render = highlights_vs_reference.rows(figures)
+    end_to_end, signals_cost, reframe_cost, criteria, windows, render = highlights_vs_reference.rows(figures)
+    costs = figures["ours"]["costs"]
+    assert all(value > 0 for value in costs.values())
+    signals_share, reframe_share = highlights_vs_reference.cost_shares(costs)
+    assert signals_share == pytest.approx(costs["signals_cpu_s"] / costs["scan_cpu_s"])
+    assert signals_cost.met == (signals_share <= 0.15) and f"{signals_share:+.0%}" in signals_cost.note
+    assert reframe_cost.met == (reframe_share <= 0.30) and f"{reframe_share:+.0%}" in reframe_cost.note
     assert end_to_end.ratio == pytest.approx(end_to_end.reference / end_to_end.ours)
     assert figures["model"] == str(tiny_smolvlm)  # a given checkpoint never builds the full-size stand-in
     assert not (bench_cache / "standin-256m").exists()

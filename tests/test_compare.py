@@ -12,6 +12,7 @@ import torch
 
 from components.compare_tab import labelled
 from pipelines import compare, loading, memory
+from pipelines.background import PENDING, Background
 from pipelines.chat import start_chat
 from pipelines.compare import (
     image_labels,
@@ -186,16 +187,27 @@ def test_leaving_the_stream_early_stops_both(tiny_smolvlm, tiny_plm, sample_imag
     _wait_until_no_threads(2.0)
 
 
-def test_heartbeats_while_nothing_changes(tiny_smolvlm, tiny_plm, sample_image, monkeypatch):
+def test_updates_only_on_change_and_a_consumer_keeps_control(tiny_smolvlm, tiny_plm, sample_image, monkeypatch):
+    """No heartbeats from the pipeline: a consumer paces itself with Background.next_within."""
     def slow_start(*args, **kwargs):
         time.sleep(0.5)  # a long load or prefill, during which a consumer must still get control
         return start_chat(*args, **kwargs)
 
     monkeypatch.setattr(compare, "start_chat", slow_start)
     requests = _pair(tiny_smolvlm, tiny_plm, [sample_image], settings=FEW)
-    updates = list(stream_side_by_side(*requests, RUNTIME, heartbeat_s=0.1))
-    beats = [u for u in updates if u.pane is None]
-    assert len(beats) >= 2 and all(u.chunk is None for u in beats)
+    updates, waits = [], 0
+    with Background(lambda stop: stream_side_by_side(*requests, RUNTIME, cancel=stop), name="test-pacer") as paced:
+        while True:
+            try:
+                update = paced.next_within(0.1)
+            except StopIteration:
+                break
+            if update is PENDING:
+                waits += 1
+            else:
+                updates.append(update)
+    assert waits >= 2  # the consumer had control while nothing changed
+    assert all(u.pane in (0, 1) for u in updates)
     assert [p.status for p in updates[-1].panes] == ["done", "done"]
 
 

@@ -37,9 +37,10 @@ def app_url(tiny_smolvlm, tmp_path_factory):
             os.environ["VLMS_CACHE_DIR"] = previous
 
 
-def _find(client, video, model, target=12, select_by="Target length", criteria="anything moving", **extra):
-    return client.predict(handle_file(str(video)), str(model), criteria, 4, 0, 2, select_by, target, 0.5, 0,
-                          api_name="/highlights", **extra)
+def _find(client, video, model, target=12, select_by="Target length", criteria="anything moving", snap="shots",
+          windows="fixed", audio_weight=0.3, aspect="source", reframe="center"):
+    return client.predict(handle_file(str(video)), str(model), criteria, 4, 0, 2, select_by, target, 0.5, 0, snap,
+                          windows, audio_weight, aspect, reframe, api_name="/highlights")
 
 
 def _reel(path) -> tuple[float, list[int]]:
@@ -51,7 +52,7 @@ def _reel(path) -> tuple[float, list[int]]:
 
 
 def test_highlights_endpoint_returns_reel_timeline_table_and_downloads(client, video, tiny_smolvlm):
-    summary, timeline, table, reel, files, criteria = _find(client, video, tiny_smolvlm)
+    summary, timeline, table, reel, files, preview, criteria = _find(client, video, tiny_smolvlm)
     assert "reel · segments:" in summary and "10 windows of 4 s" in summary and "2 frames each" in summary
     assert timeline.startswith("<svg") and 'class="selected"' in timeline and 'class="score"' in timeline
     rows = table["data"]
@@ -62,15 +63,17 @@ def test_highlights_endpoint_returns_reel_timeline_table_and_downloads(client, v
     assert frames == [i for row in rows for i in range(round(row[0] * FPS), round(row[1] * FPS))]
     assert sorted(Path(f).name for f in files) == ["highlights.edl", "highlights.json", "highlights.srt", "highlights.xspf"]
     assert criteria == "anything moving"
+    assert preview == [] and "0 shot cuts" in summary and "reel source shape" in summary
 
 
 def test_a_new_target_reuses_the_scores_and_an_edited_table_rerenders(client, video, tiny_smolvlm):
     _find(client, video, tiny_smolvlm, target=12)
     summary, *_ = _find(client, video, tiny_smolvlm, target=8)
     assert "from the cache (no model call)" in summary
-    edited = {"headers": ["start (s)", "end (s)", "score", "keep"],
-              "data": [[4.0, 8.0, 0.5, True], [20.0, 24.0, 0.5, False], [30.0, 31.5, None, True]]}
-    summary, timeline, table, reel, files, = client.predict(edited, api_name="/highlights_rerender")
+    edited = {"headers": ["start (s)", "end (s)", "score", "keep", "on a shot cut"],
+              "data": [[4.0, 8.0, 0.5, True, ""], [20.0, 24.0, 0.5, False, ""], [30.0, 31.5, None, True, ""]]}
+    summary, timeline, table, reel, files, preview = client.predict(edited, "source", "center",
+                                                                    api_name="/highlights_rerender")
     assert "5.5 s** reel · segments: 2 ·" in summary
     assert [row[:2] for row in table["data"]] == [[4.0, 8.0], [30.0, 31.5]]
     seconds, frames = _reel(reel)
@@ -90,6 +93,25 @@ def test_bad_input_is_a_clear_error_and_the_next_request_works(client, video, ti
     assert "Traceback" not in message and "video" in message.lower()
     with pytest.raises(Exception, match="Edit the table|Find highlights first|Row"):
         client.predict({"headers": ["start (s)", "end (s)", "score", "keep"], "data": [[9, 3, None, True]]},
-                       api_name="/highlights_rerender")
+                       "source", "center", api_name="/highlights_rerender")
     summary, *_ = _find(client, video, tiny_smolvlm)
     assert "reel · segments:" in summary
+
+
+def test_shots_sound_and_a_vertical_follow_reel_through_the_endpoint(client, tmp_path, tiny_smolvlm):
+    """The tab's new controls over HTTP: shot windows, snapping, the sound, a 9:16 follow reel, the
+    crop preview, and a re-render of the edited table in another shape."""
+    video = media_factory.make_shots_video(tmp_path / "cuts.mp4", seconds=24, cuts=(6.3, 13.7), fps=FPS)
+    summary, timeline, table, reel, files, preview, _ = _find(client, video, tiny_smolvlm, target=10, windows="shots",
+                                                               audio_weight=0.5, aspect="9:16", reframe="follow")
+    assert "2 shot cuts" in summary and "1080x1920 (9:16, follow)" in summary and "shot windows" in summary
+    assert timeline.count('class="cut"') == 2 and 'class="audio"' in timeline and 'class="visual"' in timeline
+    assert all(row[4] in ("", "start", "end", "start, end") for row in table["data"])
+    with av.open(str(reel)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (1080, 1920) and container.streams.audio
+    assert len(preview) == 4
+    rows = {"headers": table["headers"], "data": table["data"]}
+    *_, reel, _files, preview = client.predict(rows, "1:1", "center", api_name="/highlights_rerender")
+    with av.open(str(reel)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (1080, 1080)

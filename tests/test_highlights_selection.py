@@ -169,7 +169,7 @@ def test_exports_describe_every_window_and_the_reel_timeline(tmp_path):
     assert [w["selected"] for w in document["windows"]] == [i == 7 for i in range(12)]
     assert set(document["windows"][0]) == {"index", "start", "end", "score", "selected"}
     srt = files["srt"].read_text()
-    assert "1\n00:00:00,000 --> 00:00:10,000\nHighlight 1 · source 01:10-01:20 · score 0.70" in srt
+    assert "1\n00:00:00,000 --> 00:00:10,000\nHighlight 1 · source 1:10-1:20 · score 0.70" in srt
     assert "2\n00:00:10,000 --> 00:00:20,000\nHighlight 2 · source 1:00:10-1:00:20" in srt
     edl = files["edl"].read_text().splitlines()
     assert edl[:2] == ["TITLE: Highlights", "FCM: NON-DROP FRAME"]

@@ -8,7 +8,7 @@ import torch
 from pipelines import registry
 from pipelines.devices import DeviceLock, choose_dtype, cpu_has_fast_bf16
 from pipelines.errors import BadInputError, GenerationCancelled, ModelUnavailableError
-from pipelines.limits import LIMITS, Limits
+from pipelines.limits import LIMITS, Limit, Limits
 
 
 def test_limit_check_accepts_range_and_rejects_outside():
@@ -25,6 +25,41 @@ def test_limits_from_env_are_clamped_to_bounds():
     assert limits.max_frames.value == limits.max_frames.maximum == 128
     with pytest.raises(BadInputError, match="must be a number"):
         Limits.from_env({"VLMS_MAX_FRAMES": "lots"})
+
+
+def test_limits_are_typed_attributes_and_with_value_copies():
+    assert all(isinstance(getattr(LIMITS, name), Limit) and getattr(LIMITS, name).name == name
+               for name in Limits.names())
+    assert len(Limits.names()) == len(set(Limits.names())) == 18
+    changed = LIMITS.with_value("max_frames", 8)
+    assert changed.max_frames.value == 8 and LIMITS.max_frames.value == 64  # a copy
+    assert LIMITS.with_value("max_frames", 0).max_frames.value == 1  # clamped
+    with pytest.raises(KeyError):
+        LIMITS.with_value("max_framez", 8)
+    with pytest.raises(AttributeError):
+        LIMITS.max_framez  # noqa: B018 - a typo is an error, not a silent None
+
+
+def test_the_environment_counts_only_where_an_entry_point_reads_it(monkeypatch):
+    import app
+
+    monkeypatch.setenv("VLMS_MAX_FRAMES", "8")
+    assert Limits().max_frames.value == 64 and LIMITS == Limits()  # the table as shipped
+    assert Limits.from_env().max_frames.value == 8
+    assert app.parse_args([], environ={"VLMS_MAX_FRAMES": "8"}).limits.max_frames.value == 8
+    assert app.parse_args([], environ={}).limits == LIMITS
+
+
+def test_the_highlights_cli_reads_its_limits_when_it_starts(monkeypatch, capsys):
+    from pipelines.highlights.__main__ import build_parser
+
+    monkeypatch.setenv("VLMS_WINDOW_SECONDS", "10")
+    parser = build_parser()
+    base = ["match.mp4", "--criteria", "goals", "--target-seconds", "30", "--out", "out"]
+    assert parser.parse_args([*base, "--window-seconds", "10"]).window_seconds == 10
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--window-seconds", "20"])
+    assert "must be between 2 and 10 seconds" in capsys.readouterr().err
 
 
 def test_registry_has_the_six_models_with_family_video_defaults():

@@ -1,5 +1,6 @@
-"""Tests for pipelines/media.py: the pure sampler (properties + equality with transformers),
-video probing, frame reading through decord and PyAV, images in every mode, and broken files.
+"""Tests for pipelines/media/ (images, probing, sampling, reading): the pure sampler (properties +
+equality with transformers), video probing, frame reading through decord and PyAV, images in every
+mode, and broken files.
 
 Everything is generated offline by tests/media_factory.py; the whole file runs in well under a
 minute on 2 CPU cores.
@@ -15,13 +16,14 @@ import resource
 import time
 from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from pipelines import media
+from pipelines import isolation, media
 from pipelines.errors import BadInputError, DecodeError
 from pipelines.limits import LIMITS
 from pipelines.media import (
@@ -271,26 +273,19 @@ def test_pyav_strategies_agree(videos, strategy):
         assert _codes(read_frames(videos.gop30, indices, info, backend="pyav", strategy=strategy)) == indices
 
 
-def _count_seeks(monkeypatch) -> list[float]:
-    seeks: list[float] = []
-    original = media._Cursor._seek
-
-    def spy(self, target):
-        seeks.append(target)
-        return original(self, target)
-
-    monkeypatch.setattr(media._Cursor, "_seek", spy)
-    return seeks
+def _seeks_to_read(path, indices, info) -> int:
+    """Read ``indices`` with the "auto" cursor that ``read_frames`` uses; how often it seeked."""
+    with av.open(str(path)) as container:
+        cursor = media.Cursor(container, container.streams.video[0], info, "auto")
+        frames = [cursor.frame_at(index) for index in indices]
+    assert all(frame is not None for frame in frames)
+    return cursor.seeks
 
 
-def test_auto_strategy_seeks_for_sparse_and_decodes_dense_sequentially(videos, monkeypatch):
+def test_auto_strategy_seeks_for_sparse_and_decodes_dense_sequentially(videos):
     info = probe_video(videos.gop30)
-    seeks = _count_seeks(monkeypatch)
-    read_frames(videos.gop30, SPARSE, info, backend="pyav")
-    assert len(seeks) == len(SPARSE) - 1  # every gap crosses a keyframe; frame 0 needs none
-    seeks.clear()
-    read_frames(videos.gop30, list(range(0, 600, 10)), info, backend="pyav")  # 3 per GOP
-    assert seeks == []
+    assert _seeks_to_read(videos.gop30, SPARSE, info) == len(SPARSE) - 1  # each gap crosses a keyframe
+    assert _seeks_to_read(videos.gop30, list(range(0, 600, 10)), info) == 0  # 3 per GOP
 
 
 def test_pyav_seeks_correctly_with_b_frames(videos):
@@ -337,23 +332,21 @@ class _LateFailingReader:
 def test_auto_reads_with_pyav_first_without_touching_decord(videos, monkeypatch):
     import decord
 
-    monkeypatch.setattr(decord, "VideoReader", _LateFailingReader)  # would fail if it were used
-    used = []
-    original = media._iter_pyav
-    monkeypatch.setattr(media, "_iter_pyav", lambda *a: (used.append(1), original(*a))[1])
+    monkeypatch.setattr(decord, "VideoReader", _LateFailingReader)  # read_frames would fail had it been used
     frames = read_frames(videos.gop30, SPARSE, probe_video(videos.gop30))
-    assert used and _codes(frames) == SPARSE
+    assert _codes(frames) == SPARSE
 
 
 def test_pyav_failure_falls_back_to_decord(videos, monkeypatch):
-    def failing_pyav(*args):
-        raise DecodeError("simulated PyAV failure")
-        yield  # pragma: no cover - makes this a generator like the real one
+    info = probe_video(videos.gop30)
 
-    monkeypatch.setattr(media, "_iter_pyav", failing_pyav)
-    assert _codes(read_frames(videos.gop30, SPARSE, probe_video(videos.gop30))) == SPARSE
-    with pytest.raises(DecodeError, match="simulated PyAV failure"):
-        read_frames(videos.gop30, SPARSE, probe_video(videos.gop30), backend="pyav")
+    def failing_open(*args, **kwargs):
+        raise av.error.InvalidDataError(1094995529, "simulated PyAV failure")
+
+    monkeypatch.setattr(av, "open", failing_open)  # PyAV itself fails; decord does not use it
+    assert _codes(read_frames(videos.gop30, SPARSE, info)) == SPARSE
+    with pytest.raises(DecodeError, match="Could not decode gop30"):
+        read_frames(videos.gop30, SPARSE, info, backend="pyav")
 
 
 def test_decord_only_failure_is_a_decode_error(videos, monkeypatch):
@@ -464,15 +457,16 @@ def test_truncated_mp4_without_index(videos, tmp_path):
         probe_video(cut)
 
 
-def test_over_long_video_rejected_before_decoding(videos, monkeypatch):
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded a frame of a video that is over the limit")
-
-    monkeypatch.setattr(media, "_rotation", no_decoding)
+def test_over_long_video_rejected_before_decoding(videos, tmp_path):
+    undecodable = mf.write_undecodable(videos.short, tmp_path / "short-undecodable.mp4")
+    with pytest.raises(DecodeError):  # the premise: decoding this file fails
+        probe_video(undecodable)
     limits = LIMITS.with_value("max_video_seconds", 1)
-    with pytest.raises(BadInputError, match=r"0:03 long; the limit is 0:01") as caught:
-        probe_video(videos.short, limits)
-    _assert_user_worded(caught.value, videos.short)
+    for path in (videos.short, undecodable):  # the limit, not "could not decode": nothing decoded first
+        with pytest.raises(BadInputError, match=r"0:03 long; the limit is 0:01") as caught:
+            probe_video(path, limits)
+        assert not isinstance(caught.value, DecodeError)
+        _assert_user_worded(caught.value, path)
     with pytest.raises(BadInputError):
         load_video(videos.short, fps=1.0, max_frames=8, limits=limits)
 
@@ -490,7 +484,7 @@ IMAGE_CASES = [
     ("RGB", "JPEG"), ("RGB", "PNG"), ("RGB", "WEBP"), ("RGB", "BMP"), ("RGB", "TIFF"), ("RGB", "MPO"),
     ("RGBA", "PNG"), ("RGBA", "WEBP"), ("LA", "PNG"), ("PT", "PNG"), ("PT", "GIF"), ("P", "PNG"),
     ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("I;16", "PNG"), ("I;16", "TIFF"), ("I", "TIFF"), ("F", "TIFF"),
-    ("1", "PNG"), ("1", "BMP"), ("L", "JPEG"), ("L", "PNG"),
+    ("1", "PNG"), ("1", "BMP"), ("L", "JPEG"), ("L", "PNG"), ("RGB", "HEIF"), ("RGB", "AVIF"), ("L", "AVIF"),
 ]  # fmt: skip
 
 
@@ -510,6 +504,27 @@ def test_open_image_any_mode_to_rgb(tmp_path, mode, fmt):
     if mode in ("RGB", "CMYK", "P"):  # the red corner survives conversion
         red, green, blue = pixels[3, 3]
         assert red > 200 and green < 60 and blue < 60
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("IMG_0042.HEIC", "HEIF"), ("photo.avif", "AVIF")])
+def test_phone_photos_are_images_never_videos(tmp_path, name, fmt):
+    """HEIC (most phones) and AVIF live in the MP4 family of containers, which FFmpeg would open
+    as a one-frame video: they must be recognised as images, and a video slot must say so."""
+    path = mf.make_image(tmp_path / name, "RGB", (64, 48), fmt)
+    assert file_kind(path) == "image"
+    assert isolation.file_kind(path) == "image"
+    assert np.asarray(open_image(path))[3, 3, 0] > 200  # the red corner: upright, decoded
+    with pytest.raises(BadInputError, match=rf"{name} is an image \({fmt}\), not a video") as caught:
+        probe_video(path)
+    assert not isinstance(caught.value, DecodeError)
+    assert "as a video" not in str(caught.value)
+
+
+def test_damaged_phone_photo_is_a_decode_error(tmp_path):
+    path = mf.write_truncated(mf.make_image(tmp_path / "whole.heic", "RGB", (64, 48), "HEIF"), tmp_path / "cut.heic", 0.6)
+    with pytest.raises(DecodeError) as caught:
+        open_image(path)
+    _assert_user_worded(caught.value, path)
 
 
 def test_mpo_is_read_as_its_first_picture(tmp_path):
@@ -619,7 +634,7 @@ def test_file_kind_by_content(videos, tmp_path):
 
 
 def test_media_module_stays_light():
-    """media.py may run in a child process: it must not pull in torch, transformers or gradio."""
+    """pipelines.media may run in a child process: it must not pull in torch, transformers or gradio."""
     import subprocess
     import sys
 

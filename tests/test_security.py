@@ -208,9 +208,9 @@ def test_ffmpeg_reads_local_files_only(short_video, tmp_path):
 
 
 def test_readme_documents_every_limit():
-    from pipelines.limits import _TABLE
+    from pipelines.limits import Limits
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Limits and security"):]
-    missing = [name for name in _TABLE if f"VLMS_{name.upper()}" not in section]
+    missing = [name for name in Limits.names() if f"VLMS_{name.upper()}" not in section]
     assert not missing, f"limits missing from README 'Limits and security': {missing}"

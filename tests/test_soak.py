@@ -7,7 +7,11 @@ flat, no ffmpeg or generation left running, cancels end quickly, a full queue sa
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import soak
+
+pytestmark = pytest.mark.slow  # eight simulated users for ~25 s: not in the fast tier
 
 
 def test_short_soak_stays_healthy_and_flat(tiny_smolvlm):

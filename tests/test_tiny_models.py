@@ -164,6 +164,7 @@ def test_deterministic(tmp_path, tiny_dirs):
     assert digest(again) == digest(tiny_dirs["smolvlm2"])
 
 
+@pytest.mark.slow  # builds the full-size stand-ins' configs in a subprocess (~10 s)
 def test_count_only_cli():
     proc = subprocess.run(
         [sys.executable, str(TINY_MODELS), "--size", "256m,2.2b,plm-1b", "--count-only"],

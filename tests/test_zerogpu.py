@@ -14,7 +14,7 @@ import types
 import pytest
 import torch
 
-from pipelines import generation, zerogpu
+from pipelines import engines, generation, zerogpu
 from pipelines.chat import ChatRequest, prepare_chat, start_chat
 from pipelines.generation import GenerationSettings
 from pipelines.messages import Turn
@@ -146,7 +146,8 @@ def test_with_spaces_stop_closes_the_gpu_task(tiny_smolvlm, fake_spaces):
     cancel = threading.Event()
     prepared = prepare_chat(_request(tiny_smolvlm, 2000), RUNTIME)
     chunks = []
-    for chunk in generation.stream_generate(prepared.loaded, prepared.inputs, prepared.settings, cancel):
+    assert prepared.engine is engines.ZEROGPU  # chosen because spaces is there, on ZeroGPU hardware
+    for chunk in prepared.engine.stream(prepared, cancel):
         chunks.append(chunk)
         if len(chunks) == 2:
             cancel.set()

@@ -105,7 +105,8 @@ SEED = 0
 TOKENIZER_VOCAB = 1024
 
 # Published parameter counts the stand-ins must reproduce (500m: computed from
-# the architecture in NOTES.md, not checked against a published figure).
+# the architecture of its config (hidden 960, 32 layers, 15 heads, 5 kv, inter 2560), not
+# checked against a published figure).
 EXPECTED_PARAMS = {
     "256m": 256_484_928,
     "500m": 507_482_304,
@@ -323,6 +324,16 @@ _SMOLVLM_SPECS = {
     "smolvlm2-tiny": dict(
         text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=None, rope_theta=100000.0),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=64, patch_size=16),
+        scale_factor=2,
+        dtype=torch.float32,
+    ),
+    # The same with head_dim 32 (2 heads, 1 KV head): vLLM's CPU attention has no head_dim 16
+    # kernel (NOTES.md "vLLM on CPU"); the engine tests serve this one.
+    "smolvlm2-tiny-vllm": dict(
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, vocab_size=None, rope_theta=100000.0),
         vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                     image_size=64, patch_size=16),
         scale_factor=2,
@@ -587,6 +598,12 @@ def _family_parts(size: str):
 def build_tiny_smolvlm2(out_dir) -> Path:
     """Build the ~1 MB random SmolVLM2 checkpoint into ``out_dir`` and return its path."""
     config, processor, gen, dtype = _family_parts("smolvlm2-tiny")
+    return _save(_instantiate(config, dtype, "cpu"), processor, gen, out_dir)
+
+
+def build_tiny_smolvlm2_vllm(out_dir) -> Path:
+    """The tiny SmolVLM2 with head_dim 32, which vLLM's CPU attention can serve."""
+    config, processor, gen, dtype = _family_parts("smolvlm2-tiny-vllm")
     return _save(_instantiate(config, dtype, "cpu"), processor, gen, out_dir)
 
 

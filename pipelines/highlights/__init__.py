@@ -4,39 +4,44 @@ Public API (no gradio; the Highlights tab and ``python -m pipelines.highlights``
 
 * ``HighlightRequest`` -> ``analyse(request, runtime, cancel, on_progress, cache) -> Analysis``
   (every window's score; cached per video content, model, criteria and window settings);
-* ``choose(analysis, target_seconds, threshold, padding_seconds) -> list[Segment]`` (pure);
-* ``finish(analysis, segments, out_dir, ...) -> HighlightResult`` (reel MP4 + JSON, SRT, EDL,
-  XSPF); ``make_highlights(request, runtime, out_dir, ...)`` runs all three;
+* ``plan_scan(request, runtime) -> ScanPlan``: the one planning step (checks, probe, model, dtype);
+* ``choose(analysis, selection) -> list[Segment]`` (pure; ``Selection``: target or threshold,
+  padding, snapping to shot cuts);
+* ``finish(analysis, segments, out_dir, selection, shape, ...) -> HighlightResult`` (reel MP4 in
+  a ``ReelShape`` + JSON, SRT, EDL, XSPF); ``make_highlights(request, runtime, out_dir, ...)``
+  runs all three;
 * ``suggest_criteria(video, model, runtime)``: the model's own idea of what a highlight is;
-* building blocks: ``make_windows``, ``select``, ``segments_from_rows``, ``render_reel``,
-  ``exports``, ``ScoreCache``.
+* building blocks: ``make_windows``, ``select``, ``Selection``, ``segments_from_rows``,
+  ``render_reel``, ``ReelShape``, ``exports``, ``signals``, ``ScoreCache``.
 
 See pipeline.py for the stages and their contracts.
 """
 
-from . import exports
-from .cache import ScoreCache, file_sha256
-from .pipeline import (
-    DEFAULT_WINDOW_SECONDS,
-    Analysis,
-    HighlightRequest,
-    HighlightResult,
-    analyse,
-    check_request,
-    choose,
-    default_frames_per_window,
-    finish,
-    make_highlights,
-    scoring_question,
-    suggest_criteria,
-)
-from .render import render_reel
-from .selection import Segment, segments_from_rows, select, selected_flags, total_seconds
-from .windows import Window, make_windows
+from importlib import import_module
 
-__all__ = [
-    "Analysis", "DEFAULT_WINDOW_SECONDS", "HighlightRequest", "HighlightResult", "ScoreCache", "Segment", "Window",
-    "analyse", "check_request", "choose", "default_frames_per_window", "exports", "file_sha256", "finish",
-    "make_highlights", "make_windows", "render_reel", "scoring_question", "segments_from_rows", "select",
-    "selected_flags", "suggest_criteria", "total_seconds",
-]
+# Names are imported on first use (PEP 562), not here: the decoding child imports
+# pipelines.highlights.signals, and must not pull in torch through pipeline.py.
+_HOMES = {
+    "exports": None, "signals": None,
+    "ScoreCache": "cache", "file_sha256": "cache",
+    "DEFAULT_WINDOW_SECONDS": "pipeline", "Analysis": "pipeline", "HighlightRequest": "pipeline",
+    "HighlightResult": "pipeline", "ScanPlan": "pipeline", "analyse": "pipeline", "check_request": "pipeline",
+    "choose": "pipeline", "default_frames_per_window": "pipeline", "finish": "pipeline",
+    "make_highlights": "pipeline", "plan_scan": "pipeline", "scoring_question": "pipeline",
+    "suggest_criteria": "pipeline",
+    "ReelShape": "reframe", "ASPECTS": "reframe", "REFRAMES": "reframe",
+    "render_reel": "render",
+    "Segment": "selection", "Selection": "selection", "segments_from_rows": "selection", "select": "selection",
+    "selected_flags": "selection", "total_seconds": "selection",
+    "Window": "windows", "make_windows": "windows",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _HOMES[name]
+    value = import_module(f"{__name__}.{home or name}")
+    return value if home is None else getattr(value, name)

@@ -17,15 +17,16 @@ import json
 import logging
 import os
 import tempfile
-import threading
 from pathlib import Path
+
+from ..memo import BoundedMemo, file_version
 
 log = logging.getLogger(__name__)
 
 SCORING_VERSION = 1
 _HASH_CHUNK = 4 << 20
-_hash_memo: dict[tuple, str] = {}
-_hash_lock = threading.Lock()
+# Files hashed by this process: the 256 most recently used are remembered.
+_hash_memo: BoundedMemo[str] = BoundedMemo(256)
 
 
 def default_cache_dir() -> Path:
@@ -34,19 +35,17 @@ def default_cache_dir() -> Path:
 
 
 def file_sha256(path) -> str:
-    """SHA-256 of the file's bytes; remembered per (path, size, mtime) for this process."""
-    stat = os.stat(path)
-    memo_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    with _hash_lock:
-        if memo_key in _hash_memo:
-            return _hash_memo[memo_key]
+    """SHA-256 of the file's bytes; remembered per file version for this process (a bounded memo)."""
+    version = file_version(path)
+    known = _hash_memo.get(version)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(_HASH_CHUNK), b""):
             digest.update(block)
     value = digest.hexdigest()
-    with _hash_lock:
-        _hash_memo[memo_key] = value
+    _hash_memo.put(version, value)
     return value
 
 

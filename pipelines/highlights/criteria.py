@@ -50,18 +50,15 @@ def propose_criteria(
         max_frames=frames,
     )
     stream = start_chat(request, runtime, cancel or threading.Event())
-    text, finish = "", None
     try:
         for chunk in stream:
-            text += chunk.text
-            finish = chunk.finish_reason or finish
             if on_progress and settings.max_new_tokens:
                 on_progress(min(1.0, chunk.generated_tokens / settings.max_new_tokens), "Watching the video for criteria")
     finally:
         stream.close()
-    if finish == "cancelled":
+    if stream.last is not None and stream.last.finish_reason == "cancelled":
         raise GenerationCancelled("Stopped.")
-    return tidy_criteria(text)
+    return tidy_criteria(stream.text)
 
 
 def tidy_criteria(text: str, limit: int | None = None) -> str:

@@ -4,8 +4,11 @@ Contract: every writer takes the analysis and the chosen segments, writes one UT
 atomically (temporary file + rename) and returns its path.
 
 * JSON: the video (name, content hash, length, fps), the model, the criteria, the window and
-  selection settings, EVERY window with start, end, score and selected, the segments, and their
-  total (``selected_seconds``, which the reel's length equals).
+  selection settings, the reel's shape, the shot cuts (``shots``), EVERY window with start, end,
+  score (the mix), ``visual`` (the model's P(yes)), its audio signal (``audio``,
+  ``loudness_db``, ``burst_db``; absent without a soundtrack, with ``audio_note`` saying so)
+  and selected, the segments (with which edges sit on a shot cut), and their total
+  (``selected_seconds``, which the reel's length equals).
 * SRT: one cue per segment on the REEL's timeline ("Highlight 2 · source 01:10-01:20 · score
   0.91"), so a player that opens highlights.mp4 shows where each part came from.
 * EDL: CMX 3600, one event per segment (source timecode in, out; record timecode in, out), for
@@ -18,7 +21,6 @@ atomically (temporary file + rename) and returns its path.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -26,28 +28,30 @@ from typing import Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from .selection import Segment, selected_flags, total_seconds
+from ..timecode import clock, srt_time
+from .selection import Segment, selected_flags, snapped_edges, total_seconds
 
 JSON_NAME, SRT_NAME, EDL_NAME, XSPF_NAME, REEL_NAME = (
     "highlights.json", "highlights.srt", "highlights.edl", "highlights.xspf", "highlights.mp4")
 
 
-def write_all(analysis, segments: Sequence[Segment], out_dir, selection: dict | None = None,
-              reel: Path | None = None) -> dict[str, Path]:
+def write_all(analysis, segments: Sequence[Segment], out_dir, selection=None, reel: Path | None = None,
+              shape=None) -> dict[str, Path]:
     """JSON, SRT, EDL and XSPF into ``out_dir``; returns {kind: path}."""
     out_dir = Path(out_dir)
     return {
-        "json": write_json(out_dir / JSON_NAME, analysis, segments, selection, reel),
+        "json": write_json(out_dir / JSON_NAME, analysis, segments, selection, reel, shape),
         "srt": write_srt(out_dir / SRT_NAME, segments),
         "edl": write_edl(out_dir / EDL_NAME, segments, analysis.fps, Path(analysis.video).name),
         "xspf": write_xspf(out_dir / XSPF_NAME, segments, Path(analysis.video).name),
     }
 
 
-def report(analysis, segments: Sequence[Segment], selection: dict | None = None, reel: Path | None = None) -> dict:
-    """The JSON document as a dict (also what the UI keeps between calls)."""
+def report(analysis, segments: Sequence[Segment], selection=None, reel: Path | None = None, shape=None) -> dict:
+    """The JSON document as a dict. ``selection`` and ``shape``: the dataclasses, or plain dicts."""
     flags = selected_flags(analysis.windows, segments)
-    return {
+    cuts = tuple(getattr(analysis, "cuts", ()))
+    document = {
         "video": Path(analysis.video).name,
         "video_sha256": analysis.video_hash,
         "duration": round(analysis.duration, 6),
@@ -59,19 +63,51 @@ def report(analysis, segments: Sequence[Segment], selection: dict | None = None,
         "window_seconds": analysis.window_seconds,
         "overlap_seconds": analysis.overlap_seconds,
         "frames_per_window": analysis.frames_per_window,
-        "selection": selection or {},
+        "selection": _plain(selection),
         "selected_seconds": round(total_seconds(segments), 6),
         "reel": reel.name if reel else None,
-        "segments": [{"start": s.start, "end": s.end, "score": _rounded(s.score)} for s in segments],
+        "segments": [{"start": s.start, "end": s.end, "score": _rounded(s.score),
+                      **dict(zip(("start_on_cut", "end_on_cut"), snapped_edges(s, cuts)))} for s in segments],
         "windows": [
             {"index": w.index, "start": w.start, "end": w.end, "score": _rounded(w.score), "selected": flag}
             for w, flag in zip(analysis.windows, flags)
         ],
     }
+    if getattr(analysis, "signals", None) is not None:
+        document.update(_signals(analysis, shape))
+        _window_signals(analysis, document)
+    return document
 
 
-def write_json(path, analysis, segments, selection=None, reel=None) -> Path:
-    return _write(path, json.dumps(report(analysis, segments, selection, reel), indent=2) + "\n")
+def _signals(analysis, shape) -> dict:
+    """Shots, the shape, the windowing and the audio weight (and why there is no audio signal)."""
+    extra = {"shots": list(analysis.cuts), "window_mode": analysis.window_mode, "audio_weight": analysis.audio_weight,
+             "shape": {**_plain(shape), "size": list(shape.output_size) if shape and shape.output_size else None}}
+    if analysis.signals.note:
+        extra["signals_note"] = analysis.signals.note
+    if analysis.audio is None:
+        extra["audio_note"] = ("The video has no soundtrack: windows are scored on the picture alone."
+                               if not analysis.has_audio else "No audio signal: windows are scored on the picture alone.")
+    return extra
+
+
+def _window_signals(analysis, document: dict) -> None:
+    for index, row in enumerate(document["windows"]):
+        if analysis.visual is not None:
+            row["visual"] = _rounded(analysis.visual[index])
+        if analysis.audio is not None:
+            feature = analysis.audio[index]
+            row.update(audio=feature.score, loudness_db=feature.loudness_db, burst_db=feature.burst_db)
+
+
+def _plain(value) -> dict:
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else value.to_dict() if hasattr(value, "to_dict") else dict(vars(value))
+
+
+def write_json(path, analysis, segments, selection=None, reel=None, shape=None) -> Path:
+    return _write(path, json.dumps(report(analysis, segments, selection, reel, shape), indent=2) + "\n")
 
 
 def write_srt(path, segments: Sequence[Segment]) -> Path:
@@ -79,8 +115,8 @@ def write_srt(path, segments: Sequence[Segment]) -> Path:
     for number, segment in enumerate(segments, start=1):
         end = position + segment.duration
         score = "" if segment.score is None else f" · score {segment.score:.2f}"
-        text = f"Highlight {number} · source {_clock(segment.start)}-{_clock(segment.end)}{score}"
-        cues.append(f"{number}\n{_srt_time(position)} --> {_srt_time(end)}\n{text}\n")
+        text = f"Highlight {number} · source {clock(segment.start)}-{clock(segment.end)}{score}"
+        cues.append(f"{number}\n{srt_time(position)} --> {srt_time(end)}\n{text}\n")
         position = end
     return _write(path, "\n".join(cues))
 
@@ -107,7 +143,7 @@ def write_xspf(path, segments: Sequence[Segment], source_name: str) -> Path:
         tracks.append(
             "    <track>\n"
             f"      <location>{escape(quote(Path(source_name).name))}</location>\n"
-            f"      <title>Highlight {number + 1} ({_clock(segment.start)}-{_clock(segment.end)})</title>\n"
+            f"      <title>Highlight {number + 1} ({clock(segment.start)}-{clock(segment.end)})</title>\n"
             '      <extension application="http://www.videolan.org/vlc/playlist/0">\n'
             f"        <vlc:id>{number}</vlc:id>\n"
             f"        <vlc:option>start-time={segment.start:.3f}</vlc:option>\n"
@@ -141,20 +177,6 @@ def _write(path, text: str) -> Path:
 
 def _rounded(score: float | None) -> float | None:
     return None if score is None else round(float(score), 6)
-
-
-def _clock(seconds: float) -> str:
-    whole = int(math.floor(seconds + 1e-6))
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
-
-
-def _srt_time(seconds: float) -> str:
-    millis = int(round(seconds * 1000))
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
 
 
 def _timecode(frames: int, base: int) -> str:

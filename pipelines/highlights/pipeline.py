@@ -1,15 +1,22 @@
-"""The highlight generator: probe -> criteria -> windows -> one frame pass + batched scoring ->
-selection -> render -> exports.
+"""The highlight generator, as stages: plan -> criteria -> signals -> windows -> one frame pass +
+batched scoring -> selection -> render -> exports.
 
 Contract
 --------
+* ``plan_scan(request, runtime) -> ScanPlan``: the ONE planning step. Everything the request can
+  get wrong is checked here, BEFORE any decoding or model work; the video is probed (in a
+  bounded child), the model resolved, the dtype and frames per window worked out once.
 * ``analyse(request, runtime, cancel, on_progress, cache) -> Analysis``: every window's score.
-  Everything the request can get wrong is checked BEFORE any model work. Scores come from the
-  cache when the same video content, model, dtype, criteria and window settings were scored
-  before; then no model is loaded and no forward pass runs.
-* ``choose(analysis, target_seconds, threshold, padding_seconds) -> segments`` (pure, see
-  selection.py) and ``finish(analysis, segments, out_dir, ...) -> HighlightResult`` (reel +
-  exports) need no model: a new target, threshold or hand-edited table re-renders in seconds.
+  Criteria come from the request or the model (cached). The signals pass (signals.py: shot
+  cuts, loudness, motion; one bounded child, cached per video content) runs next; windows are
+  fixed-length or whole shots (``request.windows``). Visual scores (the model's P(yes)) come from
+  the cache when the same video content, model, dtype, criteria and windows were scored before;
+  then no model is loaded and no forward pass runs. Each window's ``score`` is
+  ``signals.mix(visual, audio, audio_weight)``; both signals are kept on the Analysis.
+* ``choose(analysis, selection) -> segments`` (pure, see selection.py; snapped to shot cuts
+  within half a window when ``selection.snap == "shots"``) and ``finish(analysis, segments,
+  out_dir, selection, shape, ...) -> HighlightResult`` (reel in the chosen shape + exports) need
+  no model: a new target, threshold, shape or hand-edited table re-renders in seconds.
 * ``make_highlights(request, runtime, out_dir, ...)`` does all of it.
 * Progress: ``on_progress(fraction, message)`` across the whole run; messages name the stage
   and, while scoring, the windows done and the time left. Cancel: ``cancel`` (a threading.Event)
@@ -24,26 +31,33 @@ highlights? Answer yes or no."
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from .. import isolation, media
-from ..devices import choose_device, choose_dtype, dtype_name, wall_time
-from ..errors import BadInputError, GenerationCancelled
+from ..devices import choose_device, choose_dtype, dtype_name
+from ..errors import BadInputError, DecodeError, GenerationCancelled
 from ..limits import LIMITS, Limits
-from ..registry import PERCEPTION_LM, SMOLVLM, resolve
+from ..registry import PERCEPTION_LM, SMOLVLM
 from ..runtime import Runtime
-from ..scoring import DEFAULT_BATCH_SIZE, Scorer
-from . import exports, selection
+from ..scoring import DEFAULT_BATCH_SIZE
+from ..timecode import clock
+from . import exports, reframe, signals
 from .cache import ScoreCache, file_sha256
 from .criteria import propose_criteria, tidy_criteria
+from .reframe import ReelShape
 from .render import render_reel
-from .selection import Segment
+from .selection import Segment, Selection, total_seconds
+from .signals import AudioFeature, Signals
 from .windows import Window, check_window_settings, iter_window_clips, make_windows
 
 ProgressFn = Callable[[float, str], None]
+log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_SECONDS = 10.0
 # Frames the model sees per window, by default: one every SECONDS_PER_FRAME seconds of the window
@@ -75,8 +89,19 @@ def scoring_question(criteria: str) -> str:
     return SCORING_QUESTION.format(criteria=criteria.strip())
 
 
+WINDOW_MODES = ("fixed", "shots")
+# The audio signal's share of a window's score, chosen by measurement on generated videos
+# (benchmarks/audio_weight.py, README "Highlights"): every weight from 0.05 to 0.5 put a loud
+# burst's window first and left videos with steady sound ranked exactly as by the picture; 1.0
+# let noise in a steady soundtrack reorder them. The test models' picture scores differ by under
+# 0.01, so the measurement cannot pick inside 0.05-0.5: 0.3 keeps the model the main judge.
+DEFAULT_AUDIO_WEIGHT = 0.3
+
+
 @dataclass(frozen=True)
 class HighlightRequest:
+    """What the user asked for, as typed (checked by ``plan_scan``)."""
+
     video: str
     model: str
     criteria: str = ""
@@ -88,15 +113,66 @@ class HighlightRequest:
     threshold: float | None = None
     padding_seconds: float = 0.0
     batch_size: int = DEFAULT_BATCH_SIZE
+    snap: str = "shots"  # "shots" | "none"
+    windows: str = "fixed"  # "fixed" | "shots" (whole shots; overlap does not apply)
+    audio_weight: float = DEFAULT_AUDIO_WEIGHT
+    aspect: str = "source"  # reframe.ASPECTS
+    reframe: str = "center"  # reframe.REFRAMES
 
     @property
-    def selection(self) -> dict:
-        return {"target_seconds": self.target_seconds, "threshold": self.threshold, "padding_seconds": self.padding_seconds}
+    def selection(self) -> Selection:
+        """The selection settings (BadInputError when they cannot be applied)."""
+        return Selection(self.target_seconds, self.threshold, self.padding_seconds, self.snap)
+
+    @property
+    def shape(self) -> ReelShape:
+        return ReelShape(self.aspect, self.reframe)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ModelPlan:
+    """The model as the user named it, what it resolves to, and the dtype it will run in."""
+
+    name: str  # what the user gave (registry key, hub id or local directory): runtime.load takes it
+    source: str  # the model's source (hub id or local directory): cache keys and exports use it
+    label: str
+    family: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """Everything a scan needs, worked out once from a checked request (``plan_scan``)."""
+
+    request: HighlightRequest
+    info: media.VideoInfo
+    video_hash: str
+    model: ModelPlan
+    frames_per_window: int
+    selection: Selection
+    shape: ReelShape
+
+    @property
+    def video(self) -> str:
+        return self.request.video
+
+    def cache_parts(self, criteria: str) -> dict:
+        """What changes a visual score (the score cache key; audio mixing is not in it)."""
+        request = self.request
+        parts = dict(video=self.video_hash, model=self.model.source, dtype=self.model.dtype, criteria=criteria,
+                     window_seconds=float(request.window_seconds), overlap_seconds=float(request.overlap_seconds),
+                     frames_per_window=self.frames_per_window)
+        if request.windows == "fixed":
+            return parts
+        return {**parts, "windows": request.windows, "signals": signals.SIGNALS_VERSION}  # shots come from signals
+
+
+@dataclass(frozen=True)
 class Analysis:
-    """Every window's score, plus what produced them. JSON-able through ``to_dict``."""
+    """Every window's score, plus what produced them. JSON-able through ``to_dict``.
+
+    ``windows[i].score`` is the mixed score; ``visual[i]`` the model's P(yes), ``audio[i]`` the
+    audio features (None: no soundtrack, or no signals pass)."""
 
     video: str
     video_hash: str
@@ -111,6 +187,12 @@ class Analysis:
     windows: list[Window]
     from_cache: bool = False
     scoring_seconds: float = 0.0
+    window_mode: str = "fixed"
+    audio_weight: float = 0.0
+    visual: tuple[float, ...] | None = None
+    audio: tuple[AudioFeature, ...] | None = None
+    signals: Signals | None = None
+    signals_seconds: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -124,6 +206,10 @@ class Analysis:
     def has_audio(self) -> bool:
         return self.info.has_audio
 
+    @property
+    def cuts(self) -> tuple[float, ...]:
+        return self.signals.cuts if self.signals is not None else ()
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -132,24 +218,31 @@ class Analysis:
         values = dict(data)
         values["info"] = media.VideoInfo(**values["info"])
         values["windows"] = [Window(**w) for w in values["windows"]]
+        if values.get("visual") is not None:
+            values["visual"] = tuple(values["visual"])
+        if values.get("audio") is not None:
+            values["audio"] = tuple(AudioFeature(**a) for a in values["audio"])
+        if values.get("signals") is not None:
+            values["signals"] = Signals.from_dict(values["signals"])
         return cls(**values)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HighlightResult:
     analysis: Analysis
     segments: list[Segment]
     reel: Path | None  # None when nothing was selected
     files: dict[str, Path] = field(default_factory=dict)  # json, srt, edl, xspf (and mp4)
-    selection: dict = field(default_factory=dict)
+    selection: Selection | None = None
+    shape: ReelShape = ReelShape()
 
     @property
     def selected_seconds(self) -> float:
-        return selection.total_seconds(self.segments)
+        return total_seconds(self.segments)
 
 
 # =============================================================================================
-# Checks
+# Plan
 # =============================================================================================
 
 
@@ -164,11 +257,37 @@ def check_request(request: HighlightRequest, runtime: Runtime) -> None:
     longest = int(limits.max_criteria_chars.value)
     if len(request.criteria.strip()) > longest:
         raise BadInputError(f"The highlight criteria are {len(request.criteria.strip()):,} characters; the limit is {longest:,}. Shorten them.")
-    if request.target_seconds is None and request.threshold is None:
-        raise BadInputError("Choose a target reel length or a score threshold.")
-    selection.check_selection(1.0, request.target_seconds, request.threshold, request.padding_seconds)
+    request.selection  # noqa: B018 -- constructing it checks it
+    request.shape  # noqa: B018
+    if request.windows not in WINDOW_MODES:
+        raise BadInputError(f"Windows must be one of {', '.join(WINDOW_MODES)}; got {request.windows!r}.")
+    if not (isinstance(request.audio_weight, (int, float)) and math.isfinite(request.audio_weight)
+            and 0.0 <= request.audio_weight <= 1.0):
+        raise BadInputError(f"The audio weight must be between 0 and 1; got {request.audio_weight}.")
     if not 1 <= int(request.batch_size) <= MAX_BATCH_SIZE:
         raise BadInputError(f"The batch size must be between 1 and {MAX_BATCH_SIZE}; got {request.batch_size}.")
+
+
+def plan_scan(request: HighlightRequest, runtime: Runtime) -> ScanPlan:
+    """Check the request, probe the video, resolve the model: the one planning step."""
+    check_request(request, runtime)
+    info = probe(request.video, runtime.limits)
+    model = plan_model(request.model, runtime)
+    frames = int(request.frames_per_window or default_frames_per_window(model.family, request.window_seconds, runtime.limits))
+    return ScanPlan(request, info, file_sha256(request.video), model, frames, request.selection, request.shape)
+
+
+def plan_model(name: str, runtime: Runtime) -> ModelPlan:
+    spec = runtime.spec(name)  # a model on a server: asked of the server (pipelines.engines)
+    local = runtime.engine_for(name).kind != "server"
+    dtype = dtype_name(choose_dtype(choose_device(runtime.device), runtime.dtype)) if local else "server"
+    return ModelPlan(name, spec.source, spec.label, spec.family, dtype)
+
+
+def probe(video, limits) -> media.VideoInfo:
+    """``media.probe_video`` in a bounded child process: FFmpeg parses untrusted uploaded bytes."""
+    return isolation.run(media.probe_video, str(video), limits, what=media.display_name(video),
+                         timeout_s=isolation.PROBE_TIMEOUT_S, memory_mb=float(limits.decode_memory_mb.value))
 
 
 # =============================================================================================
@@ -184,72 +303,108 @@ def analyse(
     cache: ScoreCache | None = None,
 ) -> Analysis:
     """Score every window of the request's video; see the module docstring."""
-    check_request(request, runtime)
     cancel = cancel or threading.Event()
     cache = cache if cache is not None else ScoreCache()
     progress = _Progress(on_progress)
     progress.stage(0.0, 0.03, "Reading the video")
-    info = probe(request.video, runtime.limits)
-    spec = resolve(request.model)
-    dtype = dtype_name(choose_dtype(choose_device(runtime.device), runtime.dtype))
-    frames = int(request.frames_per_window or default_frames_per_window(spec.family, request.window_seconds, runtime.limits))
-    video_hash = file_sha256(request.video)
-    criteria = _criteria(request, runtime, cache, video_hash, spec.source, dtype, cancel, progress)
-    settings = dict(window_seconds=float(request.window_seconds), overlap_seconds=float(request.overlap_seconds),
-                    frames_per_window=frames)
-    key = cache.key("scores", video=video_hash, model=spec.source, dtype=dtype, criteria=criteria, **settings)
-    base = dict(video=str(request.video), video_hash=video_hash, info=info, model=spec.source,
-                model_label=spec.label, dtype=dtype, criteria=criteria, **settings)
+    plan = plan_scan(request, runtime)
+    criteria = resolve_criteria(plan, runtime, cache, cancel, progress)
+    found, signals_seconds = read_signals(plan, runtime, cache, cancel, progress)
+    windows = scan_windows(plan, found)
+    scored = visual_scores(plan, runtime, criteria, windows, cache, cancel, progress)
+    return assemble(plan, criteria, windows, scored, found, signals_seconds)
+
+
+@dataclass(frozen=True)
+class VisualScores:
+    """The model's P(yes) per window, how long scoring took, and whether the cache had them."""
+
+    values: tuple[float, ...]
+    seconds: float
+    from_cache: bool
+
+
+def visual_scores(plan: ScanPlan, runtime: Runtime, criteria: str, windows: list[Window], cache: ScoreCache,
+                  cancel: threading.Event, progress: "_Progress") -> VisualScores:
+    """From the cache when these windows were scored before with this model and criteria; else
+    scored (and stored). Audio is mixed in later, so its weight never invalidates the cache."""
+    key = cache.key("scores", **plan.cache_parts(criteria))
     cached = cache.load(key)
-    if cached is not None:
+    if cached is not None and len(cached.get("windows", ())) == len(windows):
         progress.stage(0.9, 0.9, "Scores found in the cache")
-        return Analysis(**base, windows=[Window(**w) for w in cached["windows"]], from_cache=True,
-                        scoring_seconds=float(cached.get("scoring_seconds", 0.0)))
-    analysis = _score_windows(request, runtime, base, cancel, progress)
-    cache.store(key, {"windows": [asdict(w) for w in analysis.windows], "scoring_seconds": analysis.scoring_seconds})
-    return analysis
+        return VisualScores(tuple(float(w["score"]) for w in cached["windows"]),
+                            float(cached.get("scoring_seconds", 0.0)), True)
+    values, seconds = score_windows(plan, runtime, criteria, windows, cancel, progress)
+    cache.store(key, {"windows": [asdict(replace(w, score=v)) for w, v in zip(windows, values)],
+                      "scoring_seconds": seconds})
+    return VisualScores(tuple(values), seconds, False)
 
 
-def probe(video, limits) -> media.VideoInfo:
-    """``media.probe_video`` in a bounded child process: FFmpeg parses untrusted uploaded bytes."""
-    return isolation.run(media.probe_video, str(video), limits, what=media._name(video),
-                         timeout_s=isolation.PROBE_TIMEOUT_S, memory_mb=float(limits.decode_memory_mb.value))
-
-
-def _criteria(request, runtime, cache, video_hash, source, dtype, cancel, progress) -> str:
-    if request.criteria.strip():
-        return tidy_criteria(request.criteria)
-    key = cache.key("criteria", video=video_hash, model=source, dtype=dtype)
-    cached = cache.load(key)
-    if cached is not None:
-        return cached["criteria"]
-    progress.stage(0.03, 0.15, "Watching the video to suggest criteria")
-    criteria = propose_criteria(request.video, request.model, runtime, cancel,
-                                on_progress=lambda f, _m: progress.update(f))
-    cache.store(key, {"criteria": criteria})
-    return criteria
+def resolve_criteria(plan: ScanPlan, runtime: Runtime, cache: ScoreCache, cancel: threading.Event,
+                     progress: "_Progress") -> str:
+    """The request's criteria, tidied; else the model's proposal (cached per video and model)."""
+    if plan.request.criteria.strip():
+        return tidy_criteria(plan.request.criteria)
+    return _proposed(plan.video, plan.video_hash, plan.model, runtime, cache, cancel, progress)
 
 
 def suggest_criteria(video: str, model: str, runtime: Runtime, cancel: threading.Event | None = None,
                      on_progress: ProgressFn | None = None, cache: ScoreCache | None = None) -> str:
     """The model's proposal for ``video`` (cached per video content and model), for the UI button."""
-    cache = cache if cache is not None else ScoreCache()
+    if not video:
+        raise BadInputError("Upload a video first.")
     probe(video, runtime.limits)
-    spec = resolve(model)
-    dtype = dtype_name(choose_dtype(choose_device(runtime.device), runtime.dtype))
-    request = HighlightRequest(video=video, model=model, auto_criteria=True)
-    return _criteria(request, runtime, cache, file_sha256(video), spec.source, dtype, cancel or threading.Event(),
-                     _Progress(on_progress))
+    return _proposed(video, file_sha256(video), plan_model(model, runtime), runtime,
+                     cache if cache is not None else ScoreCache(), cancel or threading.Event(), _Progress(on_progress))
 
 
-def _score_windows(request, runtime, base: dict, cancel, progress: "_Progress") -> Analysis:
-    progress.stage(0.15, 0.2, "Loading the model")
-    loaded = runtime.load(request.model)
-    info: media.VideoInfo = base["info"]
-    windows = make_windows(info.duration, request.window_seconds, request.overlap_seconds)
-    scorer = Scorer(loaded, scoring_question(base["criteria"]), system_prompt=SCORING_SYSTEM_PROMPT)
+def _proposed(video: str, video_hash: str, model: ModelPlan, runtime: Runtime, cache: ScoreCache,
+              cancel: threading.Event, progress: "_Progress") -> str:
+    key = cache.key("criteria", video=video_hash, model=model.source, dtype=model.dtype)
+    cached = cache.load(key)
+    if cached is not None:
+        return cached["criteria"]
+    progress.stage(0.03, 0.15, "Watching the video to suggest criteria")
+    criteria = propose_criteria(video, model.name, runtime, cancel, on_progress=lambda f, _m: progress.update(f))
+    cache.store(key, {"criteria": criteria})
+    return criteria
+
+
+def read_signals(plan: ScanPlan, runtime: Runtime, cache: ScoreCache, cancel: threading.Event,
+                 progress: "_Progress") -> tuple[Signals, float]:
+    """Shot cuts, loudness and motion (signals.py) in one bounded child; cached per video
+    content. Returns them and the seconds the pass took (0 from the cache)."""
+    key = cache.key("signals", video=plan.video_hash, version=signals.SIGNALS_VERSION)
+    cached = cache.load(key)
+    if cached is not None:
+        return Signals.from_dict(cached), 0.0
+    progress.stage(0.15, 0.17, "Finding shots and listening to the sound")
+    started = time.perf_counter()
+    try:
+        found = signals.measure(plan.video, plan.info, runtime.limits, cancel)
+    except DecodeError as error:  # the reel can still be made as before; the JSON says why not more
+        log.warning("No shots or sound for %s: %s", media.display_name(plan.video), error)
+        return Signals.missing(f"Shots and sound were not measured: {error}"), time.perf_counter() - started
+    cache.store(key, found.to_dict())
+    return found, time.perf_counter() - started
+
+
+def scan_windows(plan: ScanPlan, found: Signals) -> list[Window]:
+    request = plan.request
+    if request.windows == "shots":
+        return signals.shot_windows(plan.info.duration, found.cuts, request.window_seconds)
+    return make_windows(plan.info.duration, request.window_seconds, request.overlap_seconds)
+
+
+def score_windows(plan: ScanPlan, runtime: Runtime, criteria: str, windows: list[Window], cancel,
+                  progress: "_Progress") -> tuple[list[float], float]:
+    """The model's P(yes) for every window, from one decoding pass; and the seconds it took."""
+    request = plan.request
+    progress.stage(0.17, 0.2, "Loading the model")
+    scorer = runtime.engine_for(plan.model.name).scorer(plan.model.name, scoring_question(criteria), ("yes", "no"),
+                                                        SCORING_SYSTEM_PROMPT, runtime)
     progress.stage(0.2, 0.9, f"Scoring {len(windows)} windows")
-    started = wall_time()
+    started = time.perf_counter()
     scores: dict[int, float] = {}
     pending: list = []
 
@@ -257,9 +412,9 @@ def _score_windows(request, runtime, base: dict, cancel, progress: "_Progress") 
         for (window, _), value in zip(pending, scorer.score_batch([clip for _, clip in pending], cancel)):
             scores[window.index] = value
         pending.clear()
-        progress.counted(len(scores), len(windows), wall_time() - started, "Scoring windows")
+        progress.counted(len(scores), len(windows), time.perf_counter() - started, "Scoring windows")
 
-    clips = iter_window_clips(request.video, info, windows, base["frames_per_window"], cancel,
+    clips = iter_window_clips(request.video, plan.info, windows, plan.frames_per_window, cancel,
                               prefetch=2 * request.batch_size, limits=runtime.limits)
     try:
         for window, clip in clips:
@@ -270,8 +425,22 @@ def _score_windows(request, runtime, base: dict, cancel, progress: "_Progress") 
             flush()
     finally:
         clips.close()
-    scored = [Window(w.index, w.start, w.end, scores[w.index]) for w in windows]
-    return Analysis(**base, windows=scored, scoring_seconds=wall_time() - started)
+    return [scores[w.index] for w in windows], time.perf_counter() - started
+
+
+def assemble(plan: ScanPlan, criteria: str, windows: list[Window], scored: VisualScores, found: Signals,
+             signals_seconds: float = 0.0) -> Analysis:
+    """The Analysis: each window's score mixes its visual score with its audio score."""
+    request = plan.request
+    weight = float(request.audio_weight)
+    audio = signals.window_audio(found.loudness, windows)
+    mixed = [replace(w, score=signals.mix(v, a.score if a is not None else None, weight))
+             for w, v, a in zip(windows, scored.values, audio or [None] * len(windows))]
+    return Analysis(str(request.video), plan.video_hash, plan.info, plan.model.source, plan.model.label,
+                    plan.model.dtype, criteria, float(request.window_seconds), float(request.overlap_seconds),
+                    plan.frames_per_window, mixed, from_cache=scored.from_cache, scoring_seconds=scored.seconds,
+                    window_mode=request.windows, audio_weight=weight if audio else 0.0, visual=scored.values,
+                    audio=tuple(audio) if audio else None, signals=found, signals_seconds=signals_seconds)
 
 
 # =============================================================================================
@@ -279,22 +448,25 @@ def _score_windows(request, runtime, base: dict, cancel, progress: "_Progress") 
 # =============================================================================================
 
 
-def choose(analysis: Analysis, target_seconds: float | None = None, threshold: float | None = None,
-           padding_seconds: float = 0.0) -> list[Segment]:
-    """The reel's segments from cached scores (pure; selection.select on the frame grid)."""
-    return selection.select(analysis.windows, analysis.duration, target_seconds, threshold, padding_seconds, analysis.fps)
+def choose(analysis: Analysis, selection: Selection) -> list[Segment]:
+    """The reel's segments from the scores (pure; on the frame grid, edges snapped to shot cuts
+    within half a window when the selection says so)."""
+    return selection.choose(analysis.windows, analysis.duration, analysis.fps, analysis.cuts,
+                            reach=analysis.window_seconds / 2)
 
 
 def finish(
     analysis: Analysis,
     segments: list[Segment],
     out_dir,
-    selection_settings: dict | None = None,
+    selection: Selection | None = None,
+    shape: ReelShape = ReelShape(),
     cancel: threading.Event | None = None,
     on_progress: ProgressFn | None = None,
     progress_from: float = 0.9,
 ) -> HighlightResult:
-    """Render the reel (when anything is selected) and write every export into ``out_dir``.
+    """Render the reel in ``shape`` (when anything is selected) and write every export into
+    ``out_dir``.
 
     ``progress_from``: where this step starts on the progress bar (0 when it is all the work,
     as for a re-render of an edited selection)."""
@@ -303,13 +475,14 @@ def finish(
     reel = None
     if segments:
         progress.stage(progress_from, 0.99, "Rendering the reel")
+        paths = reframe.crop_paths(shape, segments, analysis.info, analysis.signals)
         reel = render_reel(analysis.video, segments, out_dir / exports.REEL_NAME, analysis.info, cancel,
-                           on_progress=lambda f: progress.update(f))
-    files = exports.write_all(analysis, segments, out_dir, selection_settings, reel)
+                           on_progress=lambda f: progress.update(f), shape=shape, crops=paths)
+    files = exports.write_all(analysis, segments, out_dir, selection, reel, shape)
     if reel is not None:
         files = {"mp4": reel, **files}
     progress.stage(1.0, 1.0, "Done")
-    return HighlightResult(analysis, list(segments), reel, files, dict(selection_settings or {}))
+    return HighlightResult(analysis, list(segments), reel, files, selection, shape)
 
 
 def make_highlights(
@@ -323,10 +496,10 @@ def make_highlights(
     """analyse -> choose -> finish."""
     cancel = cancel or threading.Event()
     analysis = analyse(request, runtime, cancel, on_progress, cache)
-    segments = choose(analysis, request.target_seconds, request.threshold, request.padding_seconds)
+    segments = choose(analysis, request.selection)
     if cancel.is_set():
         raise GenerationCancelled("Stopped.")
-    return finish(analysis, segments, out_dir, request.selection, cancel, on_progress)
+    return finish(analysis, segments, out_dir, request.selection, request.shape, cancel, on_progress)
 
 
 # =============================================================================================
@@ -352,10 +525,5 @@ class _Progress:
 
     def counted(self, done: int, total: int, elapsed: float, what: str) -> None:
         left = elapsed / done * (total - done) if done else None
-        eta = f" · about {_duration(left)} left" if left is not None and done < total else ""
+        eta = f" · about {clock(left)} left" if left is not None and done < total else ""
         self.update(done / total if total else 1.0, f"{what} {done}/{total}{eta}")
-
-
-def _duration(seconds: float) -> str:
-    whole = int(round(seconds))
-    return f"{whole // 60}:{whole % 60:02d}" if whole >= 60 else f"{whole} s"

@@ -5,7 +5,7 @@ writes ``out_path`` atomically (a temporary file in the same folder, renamed whe
 any failure nothing is left at ``out_path`` or beside it, and RenderError (or
 GenerationCancelled) is raised.
 
-Method (measured in NOTES.md and benchmarks/render.py; the fastest ACCURATE one): ONE ffmpeg run
+Method (measured with benchmarks/render.py; the fastest ACCURATE one): ONE ffmpeg run
 with one input per segment, each opened with ``-ss START -t LENGTH`` BEFORE ``-i`` (a fast
 keyframe seek, then exact decoding up to START), joined by the concat filter and encoded once.
 Compared with "re-encode each segment, then concat-copy the parts" it encodes the same frames
@@ -22,7 +22,13 @@ the same CRF with an equal or higher SSIM against the source (0.9957 vs 0.9950) 
 bytes, and FFmpeg's ``fast`` AAC coder takes 0.2 s where the default two-loop coder takes 0.7 s.
 A reel is a cut of the user's own video, usually watched or re-cut, not archived, so speed wins.
 
+Shapes (reframe.py): for 9:16, 1:1 or 16:9 each segment's chain crops the source (a fixed
+crop, or one that moves: its position for every frame is sent to a named crop filter by a
+``sendcmd`` file of per-frame commands, written beside the parts) and scales to the standard
+size, in the SAME single ffmpeg run; the audio chain is unchanged.
+
 Arguments are lists (no shell); inputs are restricted to local files with ``-protocol_whitelist``.
+ffmpeg runs in the work folder, so the command files are named without any path to escape.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Callable, Sequence
 
 from .. import media
 from ..errors import BadInputError, GenerationCancelled, RenderError
+from .reframe import CropPath, ReelShape
 from .selection import Segment
 
 log = logging.getLogger(__name__)
@@ -62,21 +69,27 @@ def render_reel(
     info: media.VideoInfo,
     cancel: threading.Event | None = None,
     on_progress: Callable[[float], None] | None = None,
+    shape: ReelShape = ReelShape(),
+    crops: Sequence[CropPath] | None = None,
 ) -> Path:
-    """Write the segments of ``source`` one after another into ``out_path``; see the module doc."""
+    """Write the segments of ``source`` one after another into ``out_path``, in ``shape`` (with
+    one CropPath per segment for the shapes that crop); see the module doc."""
     if not segments:
         raise BadInputError("No segments are selected, so there is no reel to render. Lower the threshold or raise the target length.")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    groups = [list(segments[i:i + MAX_INPUTS_PER_PASS]) for i in range(0, len(segments), MAX_INPUTS_PER_PASS)]
+    starts = range(0, len(segments), MAX_INPUTS_PER_PASS)
+    groups = [list(segments[i:i + MAX_INPUTS_PER_PASS]) for i in starts]
+    crop_groups = [list(crops[i:i + MAX_INPUTS_PER_PASS]) if crops else None for i in starts]
     with tempfile.TemporaryDirectory(prefix=".reel-", dir=out_path.parent) as work:
         parts = []
         done = 0.0
         total = sum(s.duration for s in segments)
-        for number, group in enumerate(groups):
+        for number, (group, group_crops) in enumerate(zip(groups, crop_groups)):
             part = Path(work) / f"part{number:04d}.mp4"
             report = _scaled(on_progress, done / total, sum(s.duration for s in group) / total)
-            _run(concat_command(source, group, part, info), part, cancel, report, sum(s.duration for s in group))
+            command = concat_command(source, group, part, info, shape, group_crops, Path(work), f"p{number}")
+            _run(command, part, cancel, report, sum(s.duration for s in group), cwd=work)
             done += sum(s.duration for s in group)
             parts.append(part)
         final = parts[0] if len(parts) == 1 else _join(parts, Path(work), cancel)
@@ -86,13 +99,17 @@ def render_reel(
     return out_path
 
 
-def concat_command(source, segments: Sequence[Segment], out_path, info: media.VideoInfo) -> list[str]:
-    """The ffmpeg argument list for one pass (pure; see the module docstring)."""
+def concat_command(source, segments: Sequence[Segment], out_path, info: media.VideoInfo,
+                   shape: ReelShape = ReelShape(), crops: Sequence[CropPath] | None = None,
+                   work: Path | None = None, prefix: str = "p") -> list[str]:
+    """The ffmpeg argument list for one pass (see the module docstring). A moving crop writes
+    its command file ``<prefix>-<i>.cmd`` into ``work``, where ffmpeg must then run."""
     command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-y", "-v", "error", "-progress", "pipe:1", "-nostats"]
     for segment in segments:
         command += ["-ss", _seconds(segment.start), "-t", _seconds(segment.duration),
                     "-protocol_whitelist", "file", "-i", str(Path(source).resolve())]
-    graph, maps = _filter_graph(segments, info)
+    pictures = _picture_chains(segments, info, shape, crops, work, prefix)
+    graph, maps = _filter_graph(segments, info, pictures)
     command += ["-filter_complex", graph, *maps, *VIDEO_CODEC]
     if info.has_audio:
         command += AUDIO_CODEC
@@ -100,13 +117,48 @@ def concat_command(source, segments: Sequence[Segment], out_path, info: media.Vi
     return command
 
 
-def _filter_graph(segments: Sequence[Segment], info: media.VideoInfo) -> tuple[str, list[str]]:
-    """Per input: timestamps from 0 (and even frame sizes for yuv420p); audio padded or cut to
+def _picture_chains(segments, info: media.VideoInfo, shape: ReelShape, crops, work: Path | None,
+                    prefix: str) -> list[str]:
+    """Per segment, the video filters after its timestamps start from 0: none for the source
+    shape (but even sizes for yuv420p); else crop (fixed, or moved frame by frame by a sendcmd
+    file) and scale to the standard size."""
+    if shape.output_size is None or not crops:
+        even = "" if info.width % 2 == 0 and info.height % 2 == 0 else ",scale=trunc(iw/2)*2:trunc(ih/2)*2,setsar=1"
+        return [even] * len(segments)
+    out_w, out_h = shape.output_size
+    chains = []
+    for i, path in enumerate(crops):
+        name = f"crop@{prefix}s{i}"
+        moves = len(set(path.xs)) > 1 or len(set(path.ys)) > 1
+        send = ""
+        if moves:
+            script = f"{prefix}-{i}.cmd"
+            (work / script).write_text(_crop_commands(path, info.fps, name))
+            send = f",sendcmd=f={script}"
+        chains.append(f"{send},{name}=w={path.width}:h={path.height}:x={path.xs[0]}:y={path.ys[0]}:exact=1,"
+                      f"scale={out_w}:{out_h}:flags=bicubic,setsar=1")
+    return chains
+
+
+def _crop_commands(path: CropPath, fps: float, name: str) -> str:
+    """One sendcmd line per frame whose position changes, timed half a frame early (the
+    command then takes effect on exactly that frame)."""
+    lines = []
+    previous = (path.xs[0], path.ys[0])
+    for k, corner in enumerate(zip(path.xs, path.ys)):
+        if corner != previous:
+            at = max(0.0, (k - 0.5) / fps)
+            lines.append(f"{at:.6f} {name} x {corner[0]}, {name} y {corner[1]};")
+            previous = corner
+    return "\n".join(lines) + "\n"
+
+
+def _filter_graph(segments: Sequence[Segment], info: media.VideoInfo, pictures: Sequence[str]) -> tuple[str, list[str]]:
+    """Per input: timestamps from 0, then the picture chain (reframe); audio padded or cut to
     exactly the segment's length, so sound and picture stay in step across joins; then concat."""
-    even = "" if info.width % 2 == 0 and info.height % 2 == 0 else "scale=trunc(iw/2)*2:trunc(ih/2)*2,setsar=1,"
     chains, labels = [], []
     for i, segment in enumerate(segments):
-        chains.append(f"[{i}:v:0]{even}setpts=PTS-STARTPTS[v{i}]")
+        chains.append(f"[{i}:v:0]setpts=PTS-STARTPTS{pictures[i]}[v{i}]")
         labels.append(f"[v{i}]")
         if info.has_audio:
             length = _seconds(segment.duration)
@@ -129,10 +181,10 @@ def _join(parts: list[Path], work: Path, cancel: threading.Event | None) -> Path
     return joined
 
 
-def _run(command: list[str], output: Path, cancel, on_progress, seconds: float) -> None:
+def _run(command: list[str], output: Path, cancel, on_progress, seconds: float, cwd=None) -> None:
     """Run ffmpeg; report ``out_time`` progress; kill it on cancel; no partial output on failure."""
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, cwd=cwd)
         try:
             _follow(process, cancel, on_progress, seconds)
         except BaseException:

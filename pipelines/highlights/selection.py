@@ -1,7 +1,7 @@
 """Which parts of the video make the reel. PURE functions: scores in, segments out.
 
 Contract: ``select(windows, duration, target_seconds=None, threshold=None, padding_seconds=0,
-fps=None) -> list[Segment]``.
+fps=None, cuts=(), reach=0) -> list[Segment]``.
 
 * Each scored window becomes a candidate interval: widened by ``padding_seconds`` on both sides,
   snapped to the frame grid when ``fps`` is given (so cuts are frame-accurate and the reel's
@@ -14,7 +14,14 @@ fps=None) -> list[Segment]``.
 * The kept intervals are returned in chronological order, with overlapping or touching ones
   merged (a merged segment's score is the best of its windows). Segments never overlap and lie
   inside the video.
+* ``cuts`` (shot cuts, seconds): each candidate's start and end move to the nearest cut within
+  ``reach`` seconds (half a window), never past the video's ends, BEFORE the target rule, so
+  the total still never exceeds the target. When one cut is within reach of both edges of a
+  short window, only the nearer edge moves to it (a window never collapses).
 * Neither ``target_seconds`` nor ``threshold``: BadInputError.
+
+``Selection`` is the user's choice (target or threshold, padding, snapping), checked once when
+it is made; ``Selection.choose(windows, duration, fps, cuts, reach)`` is ``select`` with it.
 
 ``segments_from_rows`` turns a hand-edited table (start, end, score, keep) into segments under the
 same guarantees (sorted, merged, clamped, snapped), for re-rendering without the model.
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterable, Sequence
 
 from ..errors import BadInputError
@@ -50,6 +57,40 @@ def total_seconds(segments: Iterable[Segment]) -> float:
     return sum(s.duration for s in segments)
 
 
+SNAP_MODES = ("shots", "none")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the reel is chosen from the scores. Checked when made (BadInputError), so a Selection
+    that exists can always be applied. ``edited``: the segments are the user's own table."""
+
+    target_seconds: float | None = None
+    threshold: float | None = None
+    padding_seconds: float = 0.0
+    snap: str = "shots"  # "shots": edges move to shot cuts within half a window; "none"
+    edited: bool = False
+
+    def __post_init__(self) -> None:
+        check_selection(self.target_seconds, self.threshold, self.padding_seconds, self.snap)
+
+    def choose(self, windows: Sequence[Window], duration: float, fps: float | None = None,
+               cuts: Sequence[float] = (), reach: float = 0.0) -> list["Segment"]:
+        """``select`` with these settings; ``cuts`` are used only when ``snap`` is "shots"."""
+        return select(windows, duration, self.target_seconds, self.threshold, self.padding_seconds, fps,
+                      cuts=cuts if self.snap == "shots" else (), reach=reach)
+
+    def as_edited(self) -> "Selection":
+        return replace(self, edited=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Selection":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
 def select(
     windows: Sequence[Window],
     duration: float,
@@ -57,11 +98,16 @@ def select(
     threshold: float | None = None,
     padding_seconds: float = 0.0,
     fps: float | None = None,
+    cuts: Sequence[float] = (),
+    reach: float = 0.0,
 ) -> list[Segment]:
     """Choose the reel's segments; see the module docstring for the guarantees."""
-    check_selection(duration, target_seconds, threshold, padding_seconds)
+    check_selection(target_seconds, threshold, padding_seconds)
+    if not math.isfinite(duration) or duration <= 0:
+        raise BadInputError("The video has no length.")
+    cuts = sorted(cuts)
     candidates = [
-        _candidate(w, duration, padding_seconds, fps)
+        _candidate(w, duration, padding_seconds, fps, cuts, reach)
         for w in windows
         if w.score is not None and (threshold is None or w.score >= threshold)
     ]
@@ -71,8 +117,8 @@ def select(
     return merge(candidates)
 
 
-def check_selection(duration, target_seconds, threshold, padding_seconds) -> None:
-    """BadInputError for a selection that cannot be made (the UI and CLI check before scoring)."""
+def check_selection(target_seconds, threshold, padding_seconds, snap: str = "none") -> None:
+    """BadInputError for a selection that cannot be made (checked before any scoring)."""
     if target_seconds is None and threshold is None:
         raise BadInputError("Choose a target reel length or a score threshold.")
     if target_seconds is not None and (not math.isfinite(target_seconds) or target_seconds <= 0):
@@ -81,14 +127,38 @@ def check_selection(duration, target_seconds, threshold, padding_seconds) -> Non
         raise BadInputError(f"The score threshold must be between 0 and 1; got {threshold}.")
     if not math.isfinite(padding_seconds) or padding_seconds < 0:
         raise BadInputError(f"Padding must be 0 seconds or more; got {padding_seconds}.")
-    if not math.isfinite(duration) or duration <= 0:
-        raise BadInputError("The video has no length.")
+    if snap not in SNAP_MODES:
+        raise BadInputError(f"Snapping must be one of {', '.join(SNAP_MODES)}; got {snap!r}.")
 
 
-def _candidate(window: Window, duration: float, padding: float, fps: float | None) -> Segment:
-    start = snap(max(0.0, window.start - padding), fps)
-    end = snap(min(duration, window.end + padding), fps)
+def _candidate(window: Window, duration: float, padding: float, fps: float | None,
+               cuts: Sequence[float] = (), reach: float = 0.0) -> Segment:
+    # Frame grid first, then cuts (which lie on the grid): an edge is judged where it will be cut.
+    start, end = snap(max(0.0, window.start - padding), fps), snap(min(duration, window.end + padding), fps)
+    if cuts and reach > 0:
+        start, end = snap_to_cuts(start, end, cuts, reach)
     return Segment(max(0.0, start), min(end, video_end(duration, fps)), window.score)
+
+
+def snap_to_cuts(start: float, end: float, cuts: Sequence[float], reach: float) -> tuple[float, float]:
+    """(start, end) with each edge moved to the nearest of the sorted ``cuts`` within ``reach``
+    (ties: the earlier cut). If the same cut is nearest to both edges, only the nearer edge
+    takes it, and the other looks for the nearest cut on its own side (else stays)."""
+    new_start, new_end = _nearest(cuts, start, reach), _nearest(cuts, end, reach)
+    if new_start is not None and new_end is not None and new_end - new_start <= _EPS:
+        if abs(new_start - start) <= abs(new_end - end):
+            new_end = _nearest([c for c in cuts if c > new_start + _EPS], end, reach)
+        else:
+            new_start = _nearest([c for c in cuts if c < new_end - _EPS], start, reach)
+    start = start if new_start is None else new_start
+    end = end if new_end is None else new_end
+    return start, end
+
+
+def _nearest(cuts: Sequence[float], moment: float, reach: float) -> float | None:
+    position = bisect.bisect_left(cuts, moment)
+    near = [c for c in cuts[max(0, position - 1):position + 1] if abs(c - moment) <= reach + _EPS]
+    return min(near, key=lambda c: (abs(c - moment), c)) if near else None
 
 
 def snap(seconds: float, fps: float | None) -> float:
@@ -162,6 +232,11 @@ def merge(segments: Iterable[Segment]) -> list[Segment]:
 def _best(a: float | None, b: float | None) -> float | None:
     scores = [s for s in (a, b) if s is not None]
     return max(scores) if scores else None
+
+
+def snapped_edges(segment: Segment, cuts: Sequence[float], tolerance: float = 1e-3) -> tuple[bool, bool]:
+    """(start on a shot cut, end on a shot cut): what the segment table and the JSON show."""
+    return (any(abs(segment.start - c) <= tolerance for c in cuts), any(abs(segment.end - c) <= tolerance for c in cuts))
 
 
 def selected_flags(windows: Sequence[Window], segments: Sequence[Segment]) -> list[bool]:

@@ -15,8 +15,8 @@ Contract
   into consecutive chunks (at most ``CHUNK_BYTES`` of frames, never less than one window); each
   chunk is read by ``media.read_frames`` with the PyAV forward cursor in a child process bounded
   in time and memory (pipelines.isolation: uploads are untrusted), starting with one forward seek
-  to where the previous chunk ended. A background thread stays at most ``prefetch`` windows
-  ahead, so decoding overlaps scoring and only the frames of windows not yet consumed are held.
+  to where the previous chunk ended. A worker (``background.Background``) stays at most
+  ``prefetch`` windows ahead, so decoding overlaps scoring and only the frames of windows not yet consumed are held.
   A clip describes the window as a standalone short video (duration = window length, timestamps
   from the window start), which is how the model is asked about it. Closing the iterator (or
   ``cancel``) stops the thread, kills a running child and joins both.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import math
-import queue
 import threading
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
@@ -34,13 +33,13 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .. import isolation, media
+from ..background import PENDING, Background
 from ..errors import BadInputError, DecodeError, GenerationCancelled
 from ..limits import LIMITS, Limits
 
 MIN_TAIL_S = 0.5  # a last window shorter than this adds nothing the previous one did not show
 CHUNK_BYTES = 256 << 20  # decoded frames handed over per child process
-_JOIN_TIMEOUT_S = 30.0
-_POLL_S = 0.1
+_POLL_S = 0.1  # how often the reader re-checks ``cancel`` while the worker decodes
 
 
 @dataclass(frozen=True)
@@ -127,21 +126,22 @@ def iter_window_clips(
 ) -> Iterator[tuple[Window, media.VideoClip]]:
     """Yield ``(window, clip)`` in window order from ONE decoding pass; see the module docstring."""
     plan = [frame_indices(w, info.fps, info.frame_count, frames) for w in windows]
-    stop = threading.Event()
-    ready: "queue.Queue" = queue.Queue(maxsize=max(1, prefetch))
-    worker = threading.Thread(target=_decode_windows, args=(path, info, windows, plan, ready, stop, limits),
-                              name="vlms-scan", daemon=True)
-    worker.start()
-    try:
-        for _ in windows:
-            kind, payload = _next_ready(ready, worker, cancel)
-            if kind == "error":
-                raise payload
-            yield payload
-    finally:
-        stop.set()
-        _drain(ready)
-        worker.join(_JOIN_TIMEOUT_S)
+    produce = functools.partial(_decode_windows, path, info, windows, plan, limits=limits)
+    yielded = 0
+    # ``cancel`` reaches the worker's stop event too: a running decoding child is killed at once.
+    with Background(produce, name="vlms-scan", max_queued=prefetch, cancel=cancel) as clips:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("Stopped.")
+            try:
+                item = clips.next_within(_POLL_S)
+            except StopIteration:
+                break
+            if item is not PENDING:
+                yielded += 1
+                yield item
+    if yielded < len(windows):
+        raise DecodeError("The video could not be decoded to the end: the file may be damaged or truncated.")
 
 
 def chunks(plan: Sequence[Sequence[int]], frame_bytes: int, budget: int | None = None) -> list[list[int]]:
@@ -163,55 +163,23 @@ def chunks(plan: Sequence[Sequence[int]], frame_bytes: int, budget: int | None =
     return runs
 
 
-def _next_ready(ready: "queue.Queue", worker: threading.Thread, cancel: threading.Event | None):
-    while True:
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled("Stopped.")
-        try:
-            return ready.get(timeout=_POLL_S)
-        except queue.Empty:
-            if not worker.is_alive() and ready.empty():
-                raise DecodeError("The video could not be decoded to the end: the file may be damaged or truncated.")
-
-
-def _decode_windows(path, info, windows, plan, ready: "queue.Queue", stop: threading.Event, limits: Limits) -> None:
+def _decode_windows(path, info, windows, plan, stop: threading.Event, limits: Limits):
     """Worker: chunk after chunk, each read in a bounded child; windows are handed over in order."""
-    try:
-        for run in chunks(plan, info.width * info.height * 3):
-            indices = sorted({i for position in run for i in plan[position]})
-            decoded = _read_isolated(path, indices, info, stop, limits)
-            frame_of = {index: decoded[k] for k, index in enumerate(indices)}
-            for position in run:
-                picked = np.stack([frame_of[i] for i in plan[position]])
-                if not _put(ready, ("clip", (windows[position], window_clip(windows[position], info, plan[position], picked))), stop):
-                    return
-    except BaseException as error:  # handed to the consumer, never lost in the thread
-        _put(ready, ("error", error), stop)
+    for run in chunks(plan, info.width * info.height * 3):
+        if stop.is_set():
+            return
+        indices = sorted({i for position in run for i in plan[position]})
+        decoded = _read_isolated(path, indices, info, stop, limits)
+        frame_of = {index: decoded[k] for k, index in enumerate(indices)}
+        for position in run:
+            picked = np.stack([frame_of[i] for i in plan[position]])
+            yield windows[position], window_clip(windows[position], info, plan[position], picked)
 
 
 def _read_isolated(path, indices: list[int], info: media.VideoInfo, stop: threading.Event, limits: Limits) -> np.ndarray:
     # The PyAV forward cursor: sequential decoding, forward seeks across gaps only. A partial of a
     # media function, because the child imports nothing but pipelines.media.
     read_forward = functools.partial(media.read_frames, backend="pyav")
-    return isolation.run(read_forward, str(path), indices, info, what=media._name(path),
+    return isolation.run(read_forward, str(path), indices, info, what=media.display_name(path),
                          timeout_s=float(limits.decode_timeout_s.value),
                          memory_mb=float(limits.decode_memory_mb.value), cancel=stop)
-
-
-def _put(ready: "queue.Queue", item, stop: threading.Event) -> bool:
-    """Block while the consumer is behind (bounded memory); give up when told to stop."""
-    while not stop.is_set():
-        try:
-            ready.put(item, timeout=_POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _drain(ready: "queue.Queue") -> None:
-    while True:
-        try:
-            ready.get_nowait()
-        except queue.Empty:
-            return

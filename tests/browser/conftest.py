@@ -2,8 +2,10 @@
 
 Contract:
 - ``chromium`` is ``/usr/bin/chromium`` (or ``$VLMS_CHROMIUM``). It is never downloaded; when it
-  is missing the tests FAIL with the install command (CI installs it, see ``.ci/run``), they do
-  not skip: a browser suite that silently skips proves nothing.
+  is missing and the tests run as root, Debian's package is installed with apt-get
+  (``tests/browser/chromium.py``), so the README's test command passes on a fresh machine.
+  Otherwise the tests FAIL with the install command; they do not skip: a browser suite that
+  silently skips proves nothing.
 - ``app_url`` serves ONE app for all the browser tests (package scope: closed after them) on
   ``chatty_smolvlm``: the tiny random SmolVLM2 with its end-of-sequence tokens suppressed, so an
   answer runs until max new tokens (~2,000 tokens in ~10 s on 2 cores). That is long enough to
@@ -26,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.app_server import serve
-from tests.browser.ui import CONSOLE_LOGS, LAPTOP, SCREENSHOTS
+from tests.browser.chromium import ChromiumMissing, ensure_chromium
+from tests.browser.ui import ARTIFACTS, CONSOLE_LOGS, LAPTOP, SCREENSHOTS
 
 CHROMIUM = Path(os.environ.get("VLMS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -52,13 +55,10 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(
-            f"The browser tests need Debian's chromium at {CHROMIUM} (never a downloaded browser). "
-            "Install it with: apt-get update && apt-get install -y chromium   (or set VLMS_CHROMIUM)",
-            pytrace=False,
-        )
-    return CHROMIUM
+    try:
+        return ensure_chromium(CHROMIUM, ARTIFACTS)
+    except ChromiumMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
 
 
 @pytest.fixture(scope="package")

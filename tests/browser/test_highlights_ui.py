@@ -43,15 +43,20 @@ def _saw_progress(page, timeout: float) -> bool:
     return False
 
 
-def test_find_highlights_in_a_short_video(highlights_page, clip):
-    page = highlights_page
+def _fill_in(page, clip, criteria: str, window: int, target: int) -> None:
+    """Upload ``clip`` and set the criteria, the window length and the target length."""
     page.locator("#hl-video input[type=file]").set_input_files(str(clip))
     expect(page.locator("#hl-video video")).to_be_visible()
-    page.locator("#hl-criteria textarea").fill("the colours change quickly")
-    set_slider(page, "Window length (s)", 5)
-    target = page.get_by_label("Target reel length (s)")
-    target.fill("10")
-    target.press("Tab")
+    page.locator("#hl-criteria textarea").fill(criteria)
+    set_slider(page, "Window length (s)", window)
+    box = page.get_by_label("Target reel length (s)")
+    box.fill(str(target))
+    box.press("Tab")
+
+
+def test_find_highlights_in_a_short_video(highlights_page, clip):
+    page = highlights_page
+    _fill_in(page, clip, "the colours change quickly", window=5, target=10)
 
     page.locator("#hl-run").click()
     assert _saw_progress(page, timeout=60), "no progress was shown while the video was analysed"
@@ -59,9 +64,9 @@ def test_find_highlights_in_a_short_video(highlights_page, clip):
     expect(page.locator("#hl-summary")).to_contain_text("segments", timeout=120_000)
     expect(page.locator("#hl-summary")).to_contain_text("6 windows of 5 s")
     expect(page.locator("#hl-timeline svg")).to_be_visible()  # the score plot
-    cells = page.locator("#hl-table").get_by_role("gridcell")  # start, end, score, keep per segment
+    cells = page.locator("#hl-table").get_by_role("gridcell")  # start, end, score, keep, on a cut per segment
     expect(cells.first).to_be_visible()
-    assert cells.count() >= 4 and cells.count() % 4 == 0, cells.all_inner_texts()
+    assert cells.count() >= 5 and cells.count() % 5 == 0, cells.all_inner_texts()
     float(cells.first.inner_text())  # a start time, in seconds
 
     reel = page.locator("#hl-reel video")
@@ -84,4 +89,28 @@ def test_find_highlights_in_a_short_video(highlights_page, clip):
     page.wait_for_timeout(300)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "Highlights scrolls sideways"
     save_screenshot(page, "highlights-phone")
+    assert_no_page_errors(page)
+
+
+def test_a_vertical_reel_that_follows_the_action_with_shots_and_sound(highlights_page, tmp_path):
+    """Issue 15 in the tab: shot windows, the sound's share, a 9:16 follow reel and its crop preview."""
+    page = highlights_page
+    clip = media_factory.make_moving_object_video(tmp_path / "move.mp4", 16, fps=10)
+    _fill_in(page, clip, "the square moves", window=4, target=8)
+    page.locator("#hl-windows").get_by_label("shots").check()
+    page.locator("#hl-snap").get_by_label("shots").check()
+    set_slider(page, "Sound's share of the score", 0.5)
+    page.locator("#hl-aspect").get_by_label("9:16").check()
+    page.locator("#hl-reframe").get_by_label("follow").check()
+
+    page.locator("#hl-run").click()
+    expect(page.locator("#hl-summary")).to_contain_text("1080x1920 (9:16, follow)", timeout=120_000)
+    expect(page.locator("#hl-summary")).to_contain_text("sound weighs 0.5")
+    expect(page.locator("#hl-summary")).to_contain_text("shot windows")
+    expect(page.locator("#hl-timeline svg .audio")).to_have_count(1)
+    expect(page.locator("#hl-crop-preview img")).to_have_count(4, timeout=30_000)
+    page.wait_for_function("document.querySelector('#hl-reel video').readyState >= 1", timeout=30_000)
+    size = page.locator("#hl-reel video").evaluate("video => [video.videoWidth, video.videoHeight]")
+    assert size == [1080, 1920], size
+    save_screenshot(page, "highlights-vertical")
     assert_no_page_errors(page)

@@ -1,0 +1,41 @@
+"""On an (emulated) ZeroGPU Space the Highlights scan reaches the GPU: its scoring runs under
+``spaces.GPU`` (the stand-in pickles arguments and results like the real one), and the scores
+equal the in-process scan's. Before issue 13, ``Scorer._forward`` called the model directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import engines
+from pipelines.highlights.cache import ScoreCache
+from pipelines.highlights.pipeline import HighlightRequest, analyse
+from pipelines.runtime import Runtime
+from tests.test_zerogpu import fake_spaces  # noqa: F401 - the fixture
+
+RUNTIME = Runtime("cpu", "fp32")
+
+
+def _request(video, model) -> HighlightRequest:
+    return HighlightRequest(video=str(video), model=str(model), criteria="a bright moment", window_seconds=2.0,
+                            frames_per_window=2, target_seconds=2.0, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def local_scores(tiny_smolvlm, short_video):
+    analysis = analyse(_request(short_video, tiny_smolvlm), RUNTIME, cache=ScoreCache(enabled=False))
+    return list(analysis.visual)
+
+
+def test_the_scan_scores_under_spaces_gpu_with_the_same_scores(tiny_smolvlm, short_video, local_scores, fake_spaces):  # noqa: F811
+    assert engines.local_engine() is engines.ZEROGPU
+    analysis = analyse(_request(short_video, tiny_smolvlm), RUNTIME, cache=ScoreCache(enabled=False))
+    batches = -(-len(local_scores) // 2)
+    assert len(fake_spaces.durations) == batches  # one GPU task per batch, each with an estimate
+    assert all(10 <= d <= 120 for d in fake_spaces.durations)
+    assert list(analysis.visual) == pytest.approx(local_scores, abs=1e-5)
+
+
+def test_without_spaces_the_scan_stays_in_process(tiny_smolvlm):
+    assert engines.local_engine() is engines.LOCAL
+    scorer = engines.LOCAL.scorer(str(tiny_smolvlm), "Is it bright?", ("yes", "no"), "", RUNTIME)
+    assert scorer.forward_logits is engines.LocalEngine._logits  # not ZeroGPUEngine's
