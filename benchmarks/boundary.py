@@ -9,6 +9,10 @@ tests/app_process.py) and is driven over HTTP with gradio_client; the reference 
   (decoding + processor, ``pipelines.chat.prepare_chat``) plus ``generate``'s first token.
 - Tokens/s. App: (tokens - 1) / (arrival of the last text update - arrival of the first), timed by
   the client; the token count is the stats line's. Bare: from ``generate``'s token timestamps.
+- The client is ``Client(url, download_files=False)``, as the README advises for streaming: by
+  default gradio_client downloads every file of every update it receives, the images and videos
+  of the conversation included, which on 2 shared cores halves decoding. One reported row
+  measures that default client for the one-image chat.
 
 Rows: chat with one image, an 8-frame and a 64-frame video (target: both ratios >= 0.95x);
 multi-image Compare and a two-model Compare (each pane vs that model alone), and the Highlights
@@ -161,10 +165,12 @@ class Bare:
                          compare=True)
 
     def _run(self, request, compare: bool = False) -> Timing:
+        from pipelines import chat
         from pipelines.chat import prepare_chat
         from pipelines.compare import compare_runtime
 
         runtime = compare_runtime(self.runtime) if compare else self.runtime
+        chat._video_cache.clear()  # every upload to the app is a new file, decoded anew: so here too
         started = time.perf_counter()
         prepared = prepare_chat(request, runtime)
         prepare_s = time.perf_counter() - started
@@ -204,6 +210,8 @@ def ratio_rows(case: str, mine: list[Timing], theirs: list[Timing], targeted: bo
 
 
 def chat_rows(client, bare: Bare, rounds: int, quick: bool) -> list[Row]:
+    from gradio_client import Client
+
     cases = [("chat, 1 image", [_image()]), ("chat, 8-frame video", [_video(8)])]
     if not quick:
         cases.append(("chat, 64-frame video", [_video(64)]))
@@ -211,6 +219,10 @@ def chat_rows(client, bare: Bare, rounds: int, quick: bool) -> list[Row]:
     for case, files in cases:
         mine, theirs = paired(rounds, lambda: app_chat(client, files), lambda: bare.chat(files))
         rows += ratio_rows(case, mine, theirs, targeted=True)
+    downloading = Client(client.src, verbose=False)  # gradio_client's default: downloads every file
+    mine, theirs = paired(rounds, lambda: app_chat(downloading, cases[0][1]), lambda: bare.chat(cases[0][1]))
+    rows += ratio_rows("chat, 1 image, default gradio_client", mine, theirs, targeted=False)
+    downloading.close()
     images = [_image(), _image("photo-512-b.png", 1), _image("photo-512-c.png", 2)]
     question = "What differs between these images?"
     mine, theirs = paired(rounds, lambda: app_compare(client, images, question),
@@ -264,7 +276,7 @@ def run(device: str = "cpu", quick: bool = False, model_dir: Path | None = None,
         log = Path(work) / "app.log"
         env = {"GRADIO_TEMP_DIR": str(Path(work) / "gradio"), "VLMS_CACHE_DIR": str(Path(work) / "cache")}
         with app_process(model_dir, log, device=device, dtype=dtype, env=env) as url:
-            client = Client(url, verbose=False, download_files=str(Path(work) / "downloads"))
+            client = Client(url, verbose=False, download_files=False)  # see the module docstring
             bare = Bare(model_dir, dtype, device)
             rows = chat_rows(client, bare, rounds, quick)
             if not quick:

@@ -54,7 +54,8 @@ def on_screen(page, url: str, files: list[Path], question: str = "Describe this.
     open_app(page, url)
     set_slider(page, "Max new tokens", NEW_TOKENS)
     page.locator("#chat-input input[type=file]").set_input_files([str(f) for f in files])
-    page.locator("#chat-input img, #chat-input video").first.wait_for(state="attached")
+    # The attachment's thumbnail (an image, or an icon for a video) shows the upload is there.
+    page.locator("#chat-input .thumbnail-item").first.wait_for(state="attached")
     page.evaluate(_OBSERVE_JS, BOT)
     box = page.locator("#chat-input textarea")
     box.fill(question)
@@ -90,7 +91,7 @@ def run(device: str = "cpu", quick: bool = False) -> list[Row]:
         with app_process(model_dir, Path(work) / "app.log", device=device, dtype="bf16", env=env) as url, \
                 sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            client = Client(url, verbose=False, download_files=str(Path(work) / "downloads"))
+            client = Client(url, verbose=False, download_files=False)  # as in boundary.py
             for case, files in cases:
                 app_chat(client, files, NEW_TOKENS)  # warm-up: model loaded, video decoded once
                 screen, api = [], []

@@ -91,12 +91,13 @@ def build_chat_tab(config: AppConfig) -> None:
     def _stream_reply(stream, history, cancel):
         """The reply as it grows, at most UPDATES_PER_SECOND updates a second.
 
-        The frames gallery goes out with the first update and with the last (an API client's
-        result); the updates in between carry ``gr.skip()`` for it, because every client
-        (gradio_client, and a browser whenever the value changes) fetches every file of an
-        output it receives. The frames are written once, as files in Gradio's cache, so sending
-        them twice re-encodes nothing. The textbox stays ``None`` throughout: an unchanged value
-        is no update, so text typed meanwhile is kept.
+        Every client fetches every file of an output it receives (gradio_client on every update,
+        a browser whenever a value changes), so the frames gallery goes out with the first update
+        and with the last (an API client's result) only, as ``gr.skip()`` in between. The frames
+        are written once, as files in Gradio's cache, so sending them twice re-encodes nothing. A
+        heartbeat (nothing new yet) repeats the other values: Gradio sends an empty diff, and API
+        clients always see a history. The textbox stays ``None`` throughout: an unchanged value is
+        no update, so text typed meanwhile is kept.
         """
         prepared = stream.prepared
         history.append({"role": "assistant", "content": ""})
@@ -105,7 +106,7 @@ def build_chat_tab(config: AppConfig) -> None:
         yield history, None, stats, seen
         with ui_errors():
             for chunks in paced(stream, cancel, name="vlms-ui-chat"):
-                if chunks:  # an empty batch is a heartbeat: the same values, an empty diff
+                if chunks:  # an empty batch is a heartbeat: a chance for Gradio to close this generator
                     history[-1] = {"role": "assistant", "content": stream.text}
                     stats = format_stats(chunks[-1], prepared)
                 yield history, None, stats, gr.skip()

@@ -21,15 +21,14 @@ from pipelines import registry
 from pipelines.compare import (
     DEFAULT_PURPOSE,
     PRESETS,
-    PaneState,
     image_labels,
     preset_prompt,
     side_by_side_requests,
     start_multi_image,
-    stream_side_by_side,
 )
 from pipelines.limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from pipelines.memory import format_bytes
+from pipelines.side_by_side import PaneState, stream_side_by_side
 
 from .adapter import ui_errors
 from .config import ASSETS_DIR, AppConfig

@@ -28,7 +28,11 @@ from pipelines.background import PENDING, Background
 
 T = TypeVar("T")
 
-UPDATES_PER_SECOND = 20
+# The issue asked for "at most about 20"; 10 was measured to cost less where it shows: on 2 CPU
+# cores the server's and the client's work per update competes with decoding (256M bf16, one
+# image, gradio_client: 0.81x of bare decoding at 20 a second, 0.92x at 10; benchmarks.boundary).
+# Ten updates a second still reads as a smooth stream.
+UPDATES_PER_SECOND = 10
 HEARTBEAT_S = 0.25
 
 

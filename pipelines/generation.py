@@ -51,7 +51,9 @@ class GenerationSettings:
     greedy: bool = True
     temperature: float = DEFAULT_TEMPERATURE
     top_p: float = DEFAULT_TOP_P
-    min_new_tokens: int = 0  # benchmarks only: random weights may emit EOS at once
+    # At least this many tokens before an end-of-sequence counts. The UI never sets it; benchmarks
+    # and tests do, since random weights may end an answer at once.
+    min_new_tokens: int = 0
 
     def generate_kwargs(self) -> dict:
         kwargs = {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.min_new_tokens}

@@ -25,11 +25,16 @@ import os
 import resource
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
+from .devices import choose_device, dtype_name
+from .loading import MAX_CACHED_MODELS, cached_models, is_loaded, resolve_placement
 from .registry import ModelSpec
+
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +195,59 @@ class PeakMemory:
     def _sample_until_stopped(self) -> None:
         while not self._stop.wait(SAMPLE_INTERVAL_S):
             self._sample()
+
+
+# =============================================================================================
+# Will these models fit? (Compare asks before loading two models at once.)
+# =============================================================================================
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    device: str
+    distinct: int  # models in the pair (1 when both panes use the same model)
+    needed: tuple[tuple[str, int], ...]  # (label, estimated bytes) of models not loaded yet
+    reclaimable: int  # weights of cached models that loading the pair evicts
+    available: int | None  # None: the platform does not say; no check is made
+
+    @property
+    def total(self) -> int:
+        return sum(size for _, size in self.needed)
+
+    @property
+    def fits(self) -> bool:
+        return self.available is None or self.total <= self.available + self.reclaimable
+
+    def refusal(self) -> str:
+        parts = ", ".join(f"{label} ~{format_bytes(size)}" for label, size in self.needed)
+        where = "on the GPU" if self.device.startswith("cuda") else "in RAM"
+        free = format_bytes((self.available or 0) + self.reclaimable)
+        return (f"Both models do not fit in memory at once: they need about {format_bytes(self.total)} "
+                f"({parts}; parameters x bytes per value + 20%), and about {free} is free {where}. "
+                "Tick \"Run one after the other\" to load them one at a time, or pick smaller models.")
+
+
+def plan_memory(models: Sequence[str], device: str | None = None, dtype: str | None = None) -> MemoryPlan:
+    """Estimate what loading the local ``models`` on ``device`` in ``dtype`` (None: automatic, as
+    ``Runtime`` has them) needs against what is free; loads nothing.
+
+    needed = ``estimate_bytes`` (parameters x bytes per value of the dtype x 1.2) summed over the
+    distinct models not loaded yet; available = ``available_bytes`` (CUDA: free device memory;
+    CPU: MemAvailable) plus the weights of the cached models that loading them evicts (the cache
+    keeps ``loading.MAX_CACHED_MODELS``)."""
+    needed, pair_keys = [], []
+    for name in models:
+        spec, placed, placed_dtype = resolve_placement(name, device, dtype)
+        key = (spec.source, placed, placed_dtype)
+        if key in pair_keys:
+            continue  # the same model twice is loaded once
+        pair_keys.append(key)
+        if not is_loaded(name, device, dtype):
+            label = f"{spec.label} ({dtype_name(placed_dtype)})"
+            needed.append((label, estimate_bytes(spec, placed_dtype)))
+    where = choose_device(device)
+    others = [m for m in cached_models() if (m.spec.source, m.device, m.dtype) not in pair_keys]
+    kept = max(0, MAX_CACHED_MODELS - len(pair_keys))
+    evicted = others[: max(0, len(others) - kept)]  # oldest first, as the cache evicts them
+    reclaimable = sum(weights_bytes(m.model) for m in evicted) if needed else 0
+    return MemoryPlan(where, len(pair_keys), tuple(needed), reclaimable, available_bytes(where))

@@ -1,7 +1,7 @@
 """Batched yes/no scoring: how likely the model is to answer "yes", from ONE forward pass.
 
-Contract: ``score(loaded, clips, question, options=("yes", "no"), batch_size=4, cancel=None)``
-returns one probability in [0, 1] per clip, in order: the model's probability of answering with
+Contract: ``Scorer(loaded, question, options=("yes", "no")).score_batch(clips, cancel)`` returns
+one probability in [0, 1] per clip of the batch, in order: the model's probability of answering with
 ``options[0]`` rather than ``options[1]``, read from the logits of the FIRST answer token. Nothing
 is generated and no text is searched (the reference highlight generator generated an answer and
 looked for "yes" in it, which also matched "eyes").
@@ -85,51 +85,6 @@ def option_probability(logits: torch.Tensor, answers: AnswerTokens) -> torch.Ten
     return torch.sigmoid(positive - negative)  # = softmax over the two options' masses
 
 
-def score(
-    loaded: LoadedModel,
-    clips: Sequence[media.VideoClip],
-    question: str,
-    options: Sequence[str] = ("yes", "no"),
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    cancel: threading.Event | None = None,
-    system_prompt: str = "",
-    on_batch: Callable[[int], None] | None = None,
-) -> list[float]:
-    """Probability of ``options[0]`` for each clip; see the module docstring for the contract.
-
-    ``on_batch(n)`` is called after each batch with the number of clips just scored. Raises
-    GenerationCancelled when ``cancel`` is set, InputTooLongError when one clip's prompt does
-    not fit the model's context, OutOfMemoryError when the device runs out of memory.
-    """
-    if batch_size < 1:
-        raise BadInputError(f"The batch size must be at least 1; got {batch_size}.")
-    scorer = Scorer(loaded, question, options, system_prompt)
-    results: list[float] = []
-    for batch in batches(clips, batch_size):
-        results.extend(scorer.score_batch(batch, cancel))
-        if on_batch is not None:
-            on_batch(len(batch))
-    return results
-
-
-def batches(clips: Sequence[media.VideoClip], batch_size: int) -> list[list[media.VideoClip]]:
-    """Consecutive clips, at most ``batch_size`` per batch, each batch with ONE frame count
-    (PerceptionLM's processor takes one ``num_frames`` per call; equal counts also mean no
-    padded frames on SmolVLM)."""
-    grouped: list[list[media.VideoClip]] = []
-    for clip in clips:
-        last = grouped[-1] if grouped else None
-        if last and len(last) < batch_size and _frame_count(last[0]) == _frame_count(clip):
-            last.append(clip)
-        else:
-            grouped.append([clip])
-    return grouped
-
-
-def _frame_count(clip: media.VideoClip) -> int:
-    return len(clip.sample.indices)
-
-
 class Scorer:
     """One question, many batches: the prompt parts and answer ids are worked out once."""
 
@@ -199,5 +154,4 @@ def _no_images(path: str):
     raise BadInputError("Scoring takes video clips only.")
 
 
-__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "batches", "local_logits", "option_probability", "score",
-           "DEFAULT_BATCH_SIZE"]
+__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "local_logits", "option_probability", "DEFAULT_BATCH_SIZE"]

@@ -14,6 +14,7 @@ os.environ["GRADIO_TEMP_DIR"] = _GRADIO_TEMP
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -107,3 +108,32 @@ def client(app_url):
     connection = Client(app_url, verbose=False)
     yield connection
     connection.close()
+
+
+VLLM_SERVED_NAME = "tiny-smolvlm2"
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_model(tmp_path_factory) -> Path:
+    return tiny_models.build_tiny_smolvlm2_vllm(tmp_path_factory.mktemp("tiny-smolvlm2-vllm"))
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_vllm_model, tmp_path_factory):
+    """ONE real vLLM server (serving the tiny SmolVLM2 as ``VLLM_SERVED_NAME``) for the session; SIGTERM (its whole process group) at the end.
+    vLLM is installed first when missing (.ci/install_vllm: idempotent, seconds when ready); a
+    failed install fails the tests, with its output."""
+    from pipelines.engines.vllm_server import VllmServer
+    from tests.app_process import free_port
+
+    install = subprocess.run([str(Path(__file__).resolve().parents[1] / ".ci" / "install_vllm")], capture_output=True, text=True, timeout=1800)
+    if install.returncode != 0:
+        pytest.fail(f"vLLM could not be installed (.ci/install_vllm):\n{install.stdout[-3000:]}{install.stderr[-3000:]}")
+    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    server = VllmServer(tiny_vllm_model, free_port(), name=VLLM_SERVED_NAME, log_path=log)
+    server.start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

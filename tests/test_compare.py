@@ -11,23 +11,23 @@ import pytest
 import torch
 
 from components.compare_tab import labelled
-from pipelines import compare, loading, memory
+from pipelines import compare, loading, memory, side_by_side
 from pipelines.background import PENDING, Background
 from pipelines.chat import start_chat
 from pipelines.compare import (
     image_labels,
-    plan_memory,
     preset_prompt,
     side_by_side_requests,
     start_multi_image,
-    stream_side_by_side,
 )
 from pipelines.devices import DEVICE_LOCK
 from pipelines.errors import BadInputError, NotEnoughMemoryError
 from pipelines.generation import GenerationSettings
 from pipelines.limits import LIMITS
+from pipelines.memory import plan_memory
 from pipelines.registry import resolve
 from pipelines.runtime import Runtime
+from pipelines.side_by_side import stream_side_by_side
 
 RUNTIME = Runtime(device="cpu", dtype="fp32")
 FEW = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
@@ -193,7 +193,7 @@ def test_updates_only_on_change_and_a_consumer_keeps_control(tiny_smolvlm, tiny_
         time.sleep(0.5)  # a long load or prefill, during which a consumer must still get control
         return start_chat(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "start_chat", slow_start)
+    monkeypatch.setattr(side_by_side, "start_chat", slow_start)
     requests = _pair(tiny_smolvlm, tiny_plm, [sample_image], settings=FEW)
     updates, waits = [], 0
     with Background(lambda stop: stream_side_by_side(*requests, RUNTIME, cancel=stop), name="test-pacer") as paced:
@@ -257,12 +257,12 @@ def test_a_bug_in_one_pane_stops_both_and_reaches_the_caller(tiny_smolvlm, tiny_
 
 
 def test_memory_estimate_is_parameters_times_dtype_bytes():
-    plan = plan_memory(["smolvlm2-2.2b", "plm-8b"], Runtime("cpu", "bf16"))
+    plan = plan_memory(["smolvlm2-2.2b", "plm-8b"], "cpu", "bf16")
     assert dict(plan.needed) == {
         "SmolVLM2 2.2B (bf16)": int(2_246_784_880 * 2 * 1.2),
         "PerceptionLM 8B (bf16)": int(8_600_000_000 * 2 * 1.2),
     }
-    same_twice = plan_memory(["smolvlm2-256m", "smolvlm2-256m"], Runtime("cpu", "fp32"))
+    same_twice = plan_memory(["smolvlm2-256m", "smolvlm2-256m"], "cpu", "fp32")
     assert same_twice.distinct == 1 and same_twice.total == int(256_484_928 * 4 * 1.2)
 
 

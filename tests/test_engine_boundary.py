@@ -7,7 +7,7 @@ import ast
 import inspect
 from pathlib import Path
 
-from pipelines import chat, compare, engines, generation, zerogpu
+from pipelines import chat, compare, engines, generation, side_by_side, zerogpu
 from pipelines.highlights import windows
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
@@ -68,7 +68,7 @@ def test_pipelines_have_no_import_cycle():
 
 
 def test_no_pipeline_signature_takes_a_heartbeat():
-    functions = [chat.start_chat, chat.ChatStream.__init__, compare.start_multi_image, compare.stream_side_by_side,
+    functions = [chat.start_chat, chat.ChatStream.__init__, compare.start_multi_image, side_by_side.stream_side_by_side,
                  generation.stream_generate, zerogpu.stream_on_gpu, windows.iter_window_clips,
                  engines.LocalEngine.stream, engines.ZeroGPUEngine.stream, engines.ServerEngine.stream]
     for function in functions:

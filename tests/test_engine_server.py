@@ -23,7 +23,7 @@ import pytest
 
 from pipelines import engines
 from pipelines.chat import ChatRequest, start_chat
-from pipelines.compare import side_by_side_requests, stream_side_by_side
+from pipelines.compare import side_by_side_requests
 from pipelines.engines.errors import (
     EngineRefusedError,
     EngineTimeoutError,
@@ -40,9 +40,10 @@ from pipelines.limits import LIMITS
 from pipelines.messages import VIDEO, Attachment, Turn
 from pipelines.registry import PERCEPTION_LM
 from pipelines.runtime import Runtime
-from tests import media_factory, tiny_models
+from pipelines.side_by_side import stream_side_by_side
+from tests import media_factory
 
-SERVED = "tiny-smolvlm2"
+SERVED = "tiny-smolvlm2"  # tests/conftest.py VLLM_SERVED_NAME
 MODEL = engines.server_model_key(SERVED)
 REPO = Path(__file__).resolve().parents[1]
 FEW = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
@@ -54,29 +55,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def tiny_vllm_model(tmp_path_factory) -> Path:
-    return tiny_models.build_tiny_smolvlm2_vllm(tmp_path_factory.mktemp("tiny-smolvlm2-vllm"))
-
-
-@pytest.fixture(scope="session")
-def vllm_server(tiny_vllm_model, tmp_path_factory):
-    """ONE real vLLM server for the session; SIGTERM (its whole process group) at the end.
-    vLLM is installed first when missing (.ci/install_vllm: idempotent, seconds when ready); a
-    failed install fails the tests, with its output."""
-    install = subprocess.run([str(REPO / ".ci" / "install_vllm")], capture_output=True, text=True, timeout=1800)
-    if install.returncode != 0:
-        pytest.fail(f"vLLM could not be installed (.ci/install_vllm):\n{install.stdout[-3000:]}{install.stderr[-3000:]}")
-    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    server = VllmServer(tiny_vllm_model, _free_port(), name=SERVED, log_path=log)
-    server.start()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,28 @@ from pipelines.errors import BadInputError, GenerationCancelled, InputTooLongErr
 from pipelines.highlights import make_windows, scoring_question
 from pipelines.highlights.windows import frame_indices, window_clip
 from pipelines.runtime import Runtime
-from pipelines.scoring import AnswerTokens, answer_token_ids, batches, option_probability, score
+from pipelines.scoring import AnswerTokens, Scorer, answer_token_ids, option_probability
 
 RUNTIME = Runtime(device="cpu", dtype="fp32")
 QUESTION = scoring_question("a gradient sliding sideways; anything moving")
+
+
+def score(loaded, clips, question, batch_size: int = 4, cancel=None) -> list[float]:
+    """P(yes) of each clip: consecutive clips with one frame count, at most ``batch_size`` per
+    forward pass (a scan's windows all have one frame count; PerceptionLM's processor takes one
+    ``num_frames`` per call)."""
+    scorer = Scorer(loaded, question)
+    batches: list[list] = []
+    for clip in clips:
+        if batches and len(batches[-1]) < batch_size and _frames(batches[-1][0]) == _frames(clip):
+            batches[-1].append(clip)
+        else:
+            batches.append([clip])
+    return [p for batch in batches for p in scorer.score_batch(batch, cancel)]
+
+
+def _frames(clip) -> int:
+    return len(clip.sample.indices)
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +98,6 @@ def test_rows_of_different_lengths_still_match(tiny_smolvlm, clips):
     together = score(loaded, [long_clip, short_clip], QUESTION, batch_size=2)
     alone = [score(loaded, [c], QUESTION)[0] for c in (long_clip, short_clip)]
     assert max(abs(a - b) for a, b in zip(together, alone)) < 1e-4
-
-
-def test_batches_keep_one_frame_count_each(clips):
-    short = replace(clips[0], sample=media.FrameSample((0,), (0.0,)), frames=clips[0].frames[:1])
-    grouped = batches([clips[0], clips[1], short, clips[2], clips[3], clips[4]], 3)
-    assert [len(b) for b in grouped] == [2, 1, 3]
 
 
 def test_a_set_cancel_event_stops_before_the_forward_pass(tiny_smolvlm, clips):
