@@ -23,6 +23,12 @@ looked for "yes" in it, which also matched "eyes").
   ``cancel_scope(cancel)``: Stop ends a scan at its next batch, and a chat and a scan share the
   device fairly. Where the pass runs is the engine's choice (``Scorer(forward_logits=...)``):
   here (``local_logits``), or in ZeroGPU's GPU worker (pipelines.zerogpu.forward_logits).
+* Frame features (pipelines.features): a Scorer given ``frame_features`` and, per clip, the
+  clip's frame numbers in the source video (``score_batch(clips, cancel, frames)``) feeds the
+  vision encoder only the frames it has not seen before and stores what it makes of them; known
+  frames go to the language model as features (``forward_features``: here, or in ZeroGPU's
+  worker). A clip whose frames are all known needs no real pixels (placeholders of any size
+  give the same prompt). Scores equal the pixel pass within 1e-4 (fp32, both families).
 * A server engine reads the same probabilities from the logprobs of the first answer token
   (pipelines.engines.server); ``answer_token_ids`` and ``option_probability`` are shared.
 """
@@ -35,6 +41,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from . import features as frame_features_module
 from . import media
 from .encoding import encode_batch
 from .devices import cancel_scope, on_fresh_thread
@@ -89,9 +96,14 @@ class Scorer:
     """One question, many batches: the prompt parts and answer ids are worked out once."""
 
     def __init__(self, loaded: LoadedModel, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = "",
-                 *, forward_logits: Callable[..., torch.Tensor] | None = None):
+                 *, forward_logits: Callable[..., torch.Tensor] | None = None,
+                 forward_features: Callable[..., tuple] | None = None,
+                 frame_features: "frame_features_module.FrameFeatures | None" = None):
         """``forward_logits(loaded, inputs, **kwargs)`` -> the model's logits; ``local_logits``
-        (this process) unless an engine runs the pass elsewhere."""
+        (this process) unless an engine runs the pass elsewhere. ``forward_features(loaded,
+        text_inputs, frame_inputs, **kwargs)`` -> (logits, new features): the same pass fed with
+        cached frame features (``features.features_pass`` here). ``frame_features``: the video's
+        frame features for this model (None: every pass takes pixels, as before)."""
         if not question.strip():
             raise BadInputError("The scoring question is empty.")
         self.loaded = loaded
@@ -99,19 +111,41 @@ class Scorer:
         self.system_prompt = system_prompt
         self.answers = answer_token_ids(loaded.tokenizer, options)
         self.forward_logits = forward_logits or local_logits
+        self.forward_features = forward_features or frame_features_module.features_pass
+        self.frame_features = frame_features
 
-    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None) -> list[float]:
+    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
+                    frames: Sequence[Sequence[int]] | None = None) -> list[float]:
         """ONE forward pass for all ``clips`` (caller keeps them to one frame count), on a thread
-        that ends with it (see pipelines.devices)."""
-        return on_fresh_thread(self._score_batch, clips, cancel)
+        that ends with it (see pipelines.devices). ``frames``: each clip's frame numbers in the
+        source video, so cached frame features are used and new ones kept (module docstring)."""
+        return on_fresh_thread(self._score_batch, clips, cancel, frames)
 
-    def _score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None) -> list[float]:
+    def _score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None,
+                     frames: Sequence[Sequence[int]] | None = None) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
         inputs = encode_batch(self.loaded, [self._conversation(clip) for clip in clips], "low")
         self._check_context(inputs)
-        logits = self._forward(inputs, cancel)
+        if self.frame_features is None or frames is None:
+            logits = self._forward(inputs, cancel)
+        else:
+            logits = self._forward_with_features(inputs, frame_features_module.flatten_frames(frames), cancel)
         return [float(p) for p in option_probability(logits, self.answers)]
+
+    def _forward_with_features(self, inputs, indices: list[int], cancel: threading.Event | None) -> torch.Tensor:
+        """The pass on cached features; the vision encoder sees only frames not seen before."""
+        text, pixels, masks = frame_features_module.split_pixels(self.loaded, inputs)
+        if pixels.shape[0] != len(indices):
+            raise BadInputError(f"{len(indices)} frame numbers were given for {pixels.shape[0]} frames.")
+        store = self.frame_features
+        known = [store.get(index) for index in indices]
+        request = frame_features_module.frame_inputs(known, pixels, masks)
+        logits, new = self._guarded(lambda kwargs: self.forward_features(self.loaded, text, request, **kwargs),
+                                    inputs["attention_mask"], cancel)
+        if new is not None:
+            store.put_many({indices[k]: features for k, features in zip(request.missing, new)})
+        return logits[:, -1, :]
 
     def _conversation(self, clip: media.VideoClip) -> BuiltConversation:
         turn = Turn("user", self.question, (Attachment(VIDEO, clip.info.path),))
@@ -125,12 +159,17 @@ class Scorer:
             raise InputTooLongError(longest, limit, "Use fewer frames per window or shorter highlight criteria.")
 
     def _forward(self, inputs, cancel: threading.Event | None) -> torch.Tensor:
-        mask = inputs["attention_mask"]
+        logits = self._guarded(lambda kwargs: self.forward_logits(self.loaded, inputs, **kwargs),
+                               inputs["attention_mask"], cancel)
+        return logits[:, -1, :]
+
+    def _guarded(self, forward: Callable[[dict], object], mask: torch.Tensor, cancel: threading.Event | None):
+        """``forward(forward_kwargs)`` under the cancel scope, with out-of-memory worded."""
         # Each row counts positions from its own first real token, as it would alone.
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         try:
             with cancel_scope(cancel):
-                logits = self.forward_logits(self.loaded, inputs, position_ids=positions, logits_to_keep=1, use_cache=False)
+                return forward(dict(position_ids=positions, logits_to_keep=1, use_cache=False))
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -141,7 +180,6 @@ class Scorer:
                 "The model ran out of memory while scoring. Use a smaller batch, fewer frames per "
                 "window, or a smaller model."
             ) from error
-        return logits[:, -1, :]
 
 
 def local_logits(loaded: LoadedModel, inputs: dict, **forward_kwargs) -> torch.Tensor:

@@ -233,3 +233,25 @@ def forward_logits(loaded, inputs: dict, **forward_kwargs):
     """``loaded.model(**inputs, **forward_kwargs).logits`` computed by the GPU worker, as a CPU
     float tensor. For batch scoring on ZeroGPU (check ``enabled()`` first)."""
     return _forward_on_gpu(model_key(loaded), to_cpu(inputs), to_cpu(forward_kwargs))
+
+
+def _features_duration(key, text_inputs, frames, forward_kwargs) -> int:
+    encoded = frames.pixels.shape[0] if frames.pixels is not None else 0
+    return estimate_seconds(int(text_inputs["input_ids"].numel()), 0, encoded)
+
+
+def _features_in_worker(key, text_inputs, frames, forward_kwargs):
+    from .features import features_pass as run_pass
+
+    loaded = worker_model(key)
+    logits, new = run_pass(loaded, text_inputs, frames, **to_device(forward_kwargs, loaded.device))
+    return logits.float().cpu(), new.cpu() if new is not None else None
+
+
+_features_on_gpu = gpu_task(duration=_features_duration)(_features_in_worker)
+
+
+def features_pass(loaded, text_inputs: dict, frames, **forward_kwargs):
+    """``features.features_pass`` computed by the GPU worker: (CPU float logits, the newly encoded
+    frames' features on the CPU or None). Only the pixels of frames not yet encoded are sent."""
+    return _features_on_gpu(model_key(loaded), to_cpu(text_inputs), frames, to_cpu(forward_kwargs))

@@ -39,3 +39,23 @@ def test_without_spaces_the_scan_stays_in_process(tiny_smolvlm):
     assert engines.local_engine() is engines.LOCAL
     scorer = engines.LOCAL.scorer(str(tiny_smolvlm), "Is it bright?", ("yes", "no"), "", RUNTIME)
     assert scorer.forward_logits is engines.LocalEngine._logits  # not ZeroGPUEngine's
+
+
+def test_on_zerogpu_frames_are_encoded_once_and_other_criteria_score_on_them(tiny_smolvlm, short_video, local_scores,
+                                                                             fake_spaces, tmp_path, monkeypatch):  # noqa: F811
+    from dataclasses import replace
+
+    from tests.test_frame_features import counting
+
+    cache = ScoreCache(tmp_path)
+    first = analyse(_request(short_video, tiny_smolvlm), RUNTIME, cache=cache)
+    assert list(first.visual) == pytest.approx(local_scores, abs=1e-4)  # encoded in the GPU task, and kept
+    batches = -(-len(local_scores) // 2)
+    assert len(fake_spaces.durations) == batches
+    other = replace(_request(short_video, tiny_smolvlm), criteria="a dark moment")
+    with counting(monkeypatch, tiny_smolvlm) as counts:
+        analysis = analyse(other, RUNTIME, cache=cache)
+    assert counts == {"decodes": 0, "vision": 0}
+    assert len(fake_spaces.durations) == 2 * batches  # still one GPU task per batch
+    expected = analyse(other, RUNTIME, cache=ScoreCache(enabled=False)).visual
+    assert list(analysis.visual) == pytest.approx(list(expected), abs=1e-4)

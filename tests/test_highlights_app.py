@@ -80,6 +80,17 @@ def test_a_new_target_reuses_the_scores_and_an_edited_table_rerenders(client, vi
     assert abs(seconds - 5.5) <= 0.1 and frames == [*range(40, 80), *range(300, 315)]
 
 
+def test_edited_criteria_rescore_without_decoding_the_video_or_encoding_its_frames(client, video, tiny_smolvlm,
+                                                                                  monkeypatch):
+    from tests.test_frame_features import counting
+
+    _find(client, video, tiny_smolvlm, criteria="anything moving")  # the frames' features are kept
+    with counting(monkeypatch, tiny_smolvlm) as counts:
+        summary, *_ = _find(client, video, tiny_smolvlm, criteria="a ball flying into the goal")
+    assert "scored in" in summary  # new scores: the language model ran
+    assert counts == {"decodes": 0, "vision": 0}
+
+
 def test_suggested_criteria_fill_the_box(client, video, tiny_smolvlm):
     criteria = client.predict(handle_file(str(video)), str(tiny_smolvlm), api_name="/highlights_criteria")
     assert isinstance(criteria, str) and criteria.strip()

@@ -11,8 +11,12 @@ clips); an ``Engine`` does the model work:
   engine's own form (model inputs, or a chat-completions body), with its token counts.
 * ``stream(prepared, cancel, stall_s) -> Iterator[Chunk]``: the answer, chunk by chunk; the last
   chunk has ``finish_reason`` "stop", "length" or "cancelled" (Stop = ``cancel`` set).
-* ``scorer(model, question, options, system_prompt, runtime) -> ClipScorer``: P(options[0]) for
-  a batch of clips from the first answer token (see pipelines/scoring.py).
+* ``scorer(model, question, options, system_prompt, runtime, features=None) -> ClipScorer``:
+  P(options[0]) for a batch of clips from the first answer token (see pipelines/scoring.py).
+  ``features`` (pipelines.features.VideoFeatures) lets a local engine keep each frame's vision
+  features; its scorer's ``frame_features`` is then set, and ``score_batch(clips, cancel,
+  frames)`` with each clip's source frame numbers encodes only frames not seen before. A server
+  engine ignores it (``frame_features`` None).
 
 Errors are the typed, user-worded ``VLMError``s of pipelines.errors (plus the server's in
 pipelines.engines.server). Engines hold no UI timing: consumers pace their own updates.
@@ -63,8 +67,11 @@ class PreparedChat:
 
 
 class ClipScorer(Protocol):
-    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None) -> list[float]:
-        """P(options[0]) per clip, in order."""
+    frame_features: object | None  # pipelines.features.FrameFeatures, when the engine keeps them
+
+    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
+                    frames: Sequence[Sequence[int]] | None = None) -> list[float]:
+        """P(options[0]) per clip, in order (``frames``: each clip's source frame numbers)."""
 
 
 class Engine(Protocol):
@@ -79,7 +86,8 @@ class Engine(Protocol):
 
     def stream(self, prepared: PreparedChat, cancel: threading.Event, stall_s: float | None = None) -> Iterator[Chunk]: ...
 
-    def scorer(self, model: str, question: str, options: Sequence[str], system_prompt: str, runtime) -> ClipScorer: ...
+    def scorer(self, model: str, question: str, options: Sequence[str], system_prompt: str, runtime,
+               features=None) -> ClipScorer: ...
 
 
 def fit_to_context(settings: GenerationSettings, prompt_tokens: int, context: int, notices: list[str]) -> GenerationSettings:

@@ -2,7 +2,8 @@
 
 ``LocalEngine`` is today's behaviour: models load through the shared cache (pipelines.loading),
 generation streams on a worker thread (pipelines.generation), scoring is one batched forward pass
-(pipelines.scoring), every forward pass under the device lock.
+(pipelines.scoring), every forward pass under the device lock. A scorer given a video's frame
+features (pipelines.features) encodes each frame once and scores on the kept features after.
 
 ``ZeroGPUEngine`` is the same, except that the model work itself, generation AND scoring, runs
 under ``spaces.GPU`` with an estimated duration (pipelines.zerogpu): on a ZeroGPU Space the GPU
@@ -15,6 +16,7 @@ import threading
 from typing import Sequence
 
 from .. import encoding, memory, zerogpu
+from ..features import VideoFeatures, features_pass
 from ..generation import stream_generate
 from ..messages import BuiltConversation
 from ..registry import PERCEPTION_LM
@@ -47,12 +49,20 @@ class LocalEngine:
         return stream_generate(prepared.loaded, prepared.inputs, prepared.settings, cancel, stall_s=stall_s)
 
     def scorer(self, model: str, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = "",
-               runtime=None) -> Scorer:
-        return Scorer(runtime.load(model), question, options, system_prompt, forward_logits=self._logits)
+               runtime=None, features: VideoFeatures | None = None) -> Scorer:
+        """``features``: the scanned video's frame-feature store (None: pixels every time)."""
+        loaded = runtime.load(model)
+        return Scorer(loaded, question, options, system_prompt, forward_logits=self._logits,
+                      forward_features=self._features_pass,
+                      frame_features=features.for_model(loaded) if features is not None else None)
 
     @staticmethod
     def _logits(loaded, inputs: dict, **forward_kwargs):
         return local_logits(loaded, inputs, **forward_kwargs)
+
+    @staticmethod
+    def _features_pass(loaded, text_inputs: dict, frames, **forward_kwargs):
+        return features_pass(loaded, text_inputs, frames, **forward_kwargs)
 
 
 class ZeroGPUEngine(LocalEngine):
@@ -66,6 +76,10 @@ class ZeroGPUEngine(LocalEngine):
     @staticmethod
     def _logits(loaded, inputs: dict, **forward_kwargs):
         return zerogpu.forward_logits(loaded, inputs, **forward_kwargs)
+
+    @staticmethod
+    def _features_pass(loaded, text_inputs: dict, frames, **forward_kwargs):
+        return zerogpu.features_pass(loaded, text_inputs, frames, **forward_kwargs)
 
 
 LOCAL = LocalEngine()

@@ -177,7 +177,8 @@ class ServerEngine:
     # -- scoring ------------------------------------------------------------------------------
 
     def scorer(self, model: str, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = "",
-               runtime=None) -> "ServerScorer":
+               runtime=None, features=None) -> "ServerScorer":
+        """``features`` is ignored: the server keeps its own multimodal cache (README "Engines")."""
         self.spec(model, runtime)  # served, and a family the server can run
         return ServerScorer(self, self.served_model(model), question, options, system_prompt)
 
@@ -407,8 +408,10 @@ class ServerScorer:
         self.answers = answer_token_ids(RemoteTokenizer(engine.client, served.id), options)
         self.ids = sorted(set(self.answers.positive) | set(self.answers.negative))
         self._use_ids = True  # logprob_token_ids until the server says it does not know it
+        self.frame_features = None  # frames always travel as pixels; vLLM caches what it encoded
 
-    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None) -> list[float]:
+    def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
+                    frames=None) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
         futures = [self.engine.submit(self.score_clip, clip, cancel) for clip in clips]

@@ -8,6 +8,11 @@ dtype, the criteria text, the window settings, and ``SCORING_VERSION`` (bumped w
 prompt or the scoring method changes, which silently invalidates old entries). ``load`` returns
 None for a miss or an unreadable entry (a damaged cache never breaks a request); ``store``
 writes atomically. ``ScoreCache(None, enabled=False)`` is a cache that never hits.
+
+Next to it, in a ``features`` sub-folder, ``frame_features`` keeps what the vision encoder made of
+each frame (pipelines.features; bounded in size), so other criteria re-score the same video
+without decoding it or running the encoder. ``features=False`` (or a disabled cache) turns that
+off: every scan then encodes pixels, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..features import FeatureStore
 from ..memo import BoundedMemo, file_version
 
 log = logging.getLogger(__name__)
@@ -50,9 +56,10 @@ def file_sha256(path) -> str:
 
 
 class ScoreCache:
-    def __init__(self, root=None, enabled: bool = True):
+    def __init__(self, root=None, enabled: bool = True, features: bool = True):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.enabled = enabled
+        self.frame_features = FeatureStore(self.root / "features", enabled=enabled and features)
 
     @property
     def folder(self) -> Path:

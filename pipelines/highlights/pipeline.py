@@ -11,7 +11,10 @@ Contract
   cuts, loudness, motion; one bounded child, cached per video content) runs next; windows are
   fixed-length or whole shots (``request.windows``). Visual scores (the model's P(yes)) come from
   the cache when the same video content, model, dtype, criteria and windows were scored before;
-  then no model is loaded and no forward pass runs. Each window's ``score`` is
+  then no model is loaded and no forward pass runs. Otherwise the frames' vision features come
+  from the feature store next to the score cache (pipelines.features) when this video was scanned
+  before with this model (other criteria, another threshold): only the language model runs and
+  the video is not decoded again. Each window's ``score`` is
   ``signals.mix(visual, audio, audio_weight)``; both signals are kept on the Analysis.
 * ``choose(analysis, selection) -> segments`` (pure, see selection.py; snapped to shot cuts
   within half a window when ``selection.snap == "shots"``) and ``finish(analysis, segments,
@@ -42,6 +45,7 @@ from typing import Callable
 from .. import isolation, media
 from ..devices import choose_device, choose_dtype, dtype_name
 from ..errors import BadInputError, DecodeError, GenerationCancelled
+from ..features import VideoFeatures
 from ..limits import LIMITS, Limits
 from ..registry import PERCEPTION_LM, SMOLVLM
 from ..runtime import Runtime
@@ -54,7 +58,8 @@ from .reframe import ReelShape
 from .render import render_reel
 from .selection import Segment, Selection, total_seconds
 from .signals import AudioFeature, Signals
-from .windows import Window, check_window_settings, iter_window_clips, make_windows
+from .windows import (Window, check_window_settings, frame_indices, iter_window_clips, make_windows,
+                      placeholder_clip)
 
 ProgressFn = Callable[[float, str], None]
 log = logging.getLogger(__name__)
@@ -334,7 +339,8 @@ def visual_scores(plan: ScanPlan, runtime: Runtime, criteria: str, windows: list
         progress.stage(0.9, 0.9, "Scores found in the cache")
         return VisualScores(tuple(float(w["score"]) for w in cached["windows"]),
                             float(cached.get("scoring_seconds", 0.0)), True)
-    values, seconds = score_windows(plan, runtime, criteria, windows, cancel, progress)
+    values, seconds = score_windows(plan, runtime, criteria, windows, cancel, progress,
+                                    cache.frame_features.for_video(plan.video_hash))
     cache.store(key, {"windows": [asdict(replace(w, score=v)) for w, v in zip(windows, values)],
                       "scoring_seconds": seconds})
     return VisualScores(tuple(values), seconds, False)
@@ -397,35 +403,60 @@ def scan_windows(plan: ScanPlan, found: Signals) -> list[Window]:
 
 
 def score_windows(plan: ScanPlan, runtime: Runtime, criteria: str, windows: list[Window], cancel,
-                  progress: "_Progress") -> tuple[list[float], float]:
-    """The model's P(yes) for every window, from one decoding pass; and the seconds it took."""
-    request = plan.request
+                  progress: "_Progress", features: VideoFeatures | None = None) -> tuple[list[float], float]:
+    """The model's P(yes) for every window, and the seconds it took.
+
+    With ``features`` (the video's frame-feature store) and an engine that keeps them, windows
+    whose frames were all encoded before are scored on those features, without decoding the video
+    or running the vision encoder; the other windows come from ONE decoding pass, and their
+    frames' features are kept for the next scan (pipelines.features)."""
     progress.stage(0.17, 0.2, "Loading the model")
     scorer = runtime.engine_for(plan.model.name).scorer(plan.model.name, scoring_question(criteria), ("yes", "no"),
-                                                        SCORING_SYSTEM_PROMPT, runtime)
+                                                        SCORING_SYSTEM_PROMPT, runtime, features=features)
     progress.stage(0.2, 0.9, f"Scoring {len(windows)} windows")
-    started = time.perf_counter()
-    scores: dict[int, float] = {}
-    pending: list = []
+    frames = {w.index: frame_indices(w, plan.info.fps, plan.info.frame_count, plan.frames_per_window) for w in windows}
+    known = scorer.frame_features
+    ready = [w for w in windows if known is not None and known.has_all(frames[w.index])]
+    ready_ids = {w.index for w in ready}
+    to_decode = [w for w in windows if w.index not in ready_ids]
+    batcher = _Batcher(scorer, frames, plan.request.batch_size, len(windows), cancel, progress)
+    batcher.feed((w, placeholder_clip(w, plan.info, frames[w.index])) for w in ready)
+    if to_decode:
+        clips = iter_window_clips(plan.video, plan.info, to_decode, plan.frames_per_window, cancel,
+                                  prefetch=2 * plan.request.batch_size, limits=runtime.limits)
+        try:
+            batcher.feed(clips)
+        finally:
+            clips.close()
+    return [batcher.scores[w.index] for w in windows], time.perf_counter() - batcher.started
 
-    def flush() -> None:
-        for (window, _), value in zip(pending, scorer.score_batch([clip for _, clip in pending], cancel)):
-            scores[window.index] = value
-        pending.clear()
-        progress.counted(len(scores), len(windows), time.perf_counter() - started, "Scoring windows")
 
-    clips = iter_window_clips(request.video, plan.info, windows, plan.frames_per_window, cancel,
-                              prefetch=2 * request.batch_size, limits=runtime.limits)
-    try:
-        for window, clip in clips:
-            pending.append((window, clip))
-            if len(pending) >= request.batch_size:
-                flush()
+class _Batcher:
+    """(window, clip) pairs -> scores, ``batch_size`` windows per forward pass, with progress."""
+
+    def __init__(self, scorer, frames: dict[int, tuple[int, ...]], batch_size: int, total: int, cancel, progress):
+        self.scorer, self.frames, self.batch_size, self.total = scorer, frames, batch_size, total
+        self.cancel, self.progress = cancel, progress
+        self.scores: dict[int, float] = {}
+        self.started = time.perf_counter()
+
+    def feed(self, pairs) -> None:
+        """Score every pair; a batch never mixes two feeds (placeholder and decoded frames)."""
+        pending: list = []
+        for pair in pairs:
+            pending.append(pair)
+            if len(pending) >= self.batch_size:
+                self._flush(pending)
         if pending:
-            flush()
-    finally:
-        clips.close()
-    return [scores[w.index] for w in windows], time.perf_counter() - started
+            self._flush(pending)
+
+    def _flush(self, pending: list) -> None:
+        windows = [window for window, _ in pending]
+        values = self.scorer.score_batch([clip for _, clip in pending], self.cancel,
+                                         [self.frames[w.index] for w in windows])
+        self.scores.update({w.index: v for w, v in zip(windows, values)})
+        pending.clear()
+        self.progress.counted(len(self.scores), self.total, time.perf_counter() - self.started, "Scoring windows")
 
 
 def assemble(plan: ScanPlan, criteria: str, windows: list[Window], scored: VisualScores, found: Signals,

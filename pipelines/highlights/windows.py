@@ -115,6 +115,18 @@ def window_clip(window: Window, info: media.VideoInfo, indices: Sequence[int], f
     return media.VideoClip(clip_info, sample, frames)
 
 
+PLACEHOLDER_EDGE = 32  # long edge of a stand-in frame: the processor only needs its shape
+
+
+def placeholder_clip(window: Window, info: media.VideoInfo, indices: Sequence[int]) -> media.VideoClip:
+    """The window as a clip whose frames are black stand-ins of the video's aspect ratio: the
+    prompt (timestamps, placeholder tokens) is the real one, for a scorer that already holds
+    these frames' vision features (pipelines.features) and needs no pixels."""
+    scale = PLACEHOLDER_EDGE / max(info.width, info.height, 1)
+    height, width = max(1, round(info.height * scale)), max(1, round(info.width * scale))
+    return window_clip(window, info, indices, np.zeros((len(indices), height, width, 3), np.uint8))
+
+
 def iter_window_clips(
     path,
     info: media.VideoInfo,
