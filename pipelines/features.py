@@ -20,7 +20,9 @@ Contract
 * ``split_pixels``, ``encode_frames``, ``features_pass``: the model side, run where the engine
   runs the model (this process, or ZeroGPU's worker). ``features_pass(loaded, text_inputs,
   frames, **forward_kwargs)`` encodes only the frames whose features are not known, merges them
-  with the known ones in prompt order, and runs ONE language-model forward pass with them.
+  with the known ones in prompt order, and runs ONE language-model forward pass with them. A
+  frame identical (processed pixels, bit for bit) to the frame before it is not encoded again
+  (``encode_distinct``): static shots cost one encoding; the scores are the same.
   Features are kept in the model's dtype, so a cached pass computes what the pixel pass does
   (tests: within 1e-4 on both tiny checkpoints).
 """
@@ -215,6 +217,30 @@ def encode_frames(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = Non
     return flat.reshape(pixels.shape[0], -1, flat.shape[-1]).to(loaded.dtype)
 
 
+def encode_distinct(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """``encode_frames``, but a frame whose processed pixels equal the previous frame's, bit for
+    bit (a static shot: slides, a paused or locked-off camera), reuses its features instead of
+    being encoded again. Equal inputs give equal features, so the scores do not move."""
+    repeats = [False] + [same_frame(pixels, masks, k - 1, pixels, masks, k) for k in range(1, pixels.shape[0])]
+    distinct = [k for k, repeat in enumerate(repeats) if not repeat]
+    encoded = encode_frames(loaded, pixels[distinct], masks[distinct] if masks is not None else None)
+    owner = torch.cumsum(torch.tensor([not repeat for repeat in repeats]), 0) - 1  # last distinct frame so far
+    return encoded[owner.to(encoded.device)]
+
+
+def same_frame(pixels_a: torch.Tensor, masks_a: torch.Tensor | None, a: int,
+               pixels_b: torch.Tensor, masks_b: torch.Tensor | None, b: int) -> bool:
+    """Frame ``a`` of one batch and frame ``b`` of another hold the same processed pixels."""
+    if not torch.equal(pixels_a[a], pixels_b[b]):
+        return False
+    return masks_a is None or masks_b is None or torch.equal(masks_a[a], masks_b[b])
+
+
+class FeaturesMissing(Exception):
+    """Internal: a frame scored without pixels (a placeholder) has no kept features any more
+    (evicted or damaged since it was checked); the caller decodes that window instead."""
+
+
 def features_pass(loaded, text_inputs: dict, frames: FrameInputs, **forward_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ONE forward pass on known + newly encoded features -> (logits, the new features (M, tokens,
     hidden) in ``frames.missing`` order, or None when every frame was known)."""
@@ -234,7 +260,7 @@ def _features_pass(loaded, text_inputs: dict, frames: FrameInputs, **forward_kwa
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     device = loaded.device
-    new = encode_frames(loaded, frames.pixels.to(device), _on(frames.masks, device)) if frames.pixels is not None else None
+    new = encode_distinct(loaded, frames.pixels.to(device), _on(frames.masks, device)) if frames.pixels is not None else None
     fresh = iter(new) if new is not None else iter(())
     merged = torch.stack([f.to(device, loaded.dtype) if f is not None else next(fresh) for f in frames.known])
     pooled = merged.reshape(-1, merged.shape[-1]) if loaded.spec.family == SMOLVLM else merged
@@ -253,5 +279,5 @@ def flatten_frames(frames: Sequence[Sequence[int]]) -> list[int]:
     return [int(i) for clip in frames for i in clip]
 
 
-__all__ = ["FeatureStore", "FrameFeatures", "FrameInputs", "VideoFeatures", "encode_frames", "features_pass",
+__all__ = ["FeatureStore", "FeaturesMissing", "encode_distinct", "same_frame", "FrameFeatures", "FrameInputs", "VideoFeatures", "encode_frames", "features_pass",
            "frame_inputs", "split_pixels", "FEATURES_VERSION"]

@@ -28,7 +28,11 @@ looked for "yes" in it, which also matched "eyes").
   vision encoder only the frames it has not seen before and stores what it makes of them; known
   frames go to the language model as features (``forward_features``: here, or in ZeroGPU's
   worker). A clip whose frames are all known needs no real pixels (placeholders of any size
-  give the same prompt). Scores equal the pixel pass within 1e-4 (fp32, both families).
+  give the same prompt: ``decoded=False``; if a frame's features went missing meanwhile,
+  ``features.FeaturesMissing`` is raised and the caller decodes it). A decoded frame whose
+  processed pixels equal the previous frame's, bit for bit (within a batch, or the last frame
+  of the previous batch), reuses its features. Scores equal the pixel pass within 1e-4 (fp32,
+  both families).
 * A server engine reads the same probabilities from the logprobs of the first answer token
   (pipelines.engines.server); ``answer_token_ids`` and ``option_probability`` are shared.
 """
@@ -113,16 +117,18 @@ class Scorer:
         self.forward_logits = forward_logits or local_logits
         self.forward_features = forward_features or frame_features_module.features_pass
         self.frame_features = frame_features
+        self._previous: tuple | None = None  # (pixels, masks, features) of the last decoded frame scored
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
-                    frames: Sequence[Sequence[int]] | None = None) -> list[float]:
+                    frames: Sequence[Sequence[int]] | None = None, decoded: bool = True) -> list[float]:
         """ONE forward pass for all ``clips`` (caller keeps them to one frame count), on a thread
         that ends with it (see pipelines.devices). ``frames``: each clip's frame numbers in the
-        source video, so cached frame features are used and new ones kept (module docstring)."""
-        return on_fresh_thread(self._score_batch, clips, cancel, frames)
+        source video, so cached frame features are used and new ones kept; ``decoded=False``:
+        the clips' frames are placeholders (module docstring)."""
+        return on_fresh_thread(self._score_batch, clips, cancel, frames, decoded)
 
     def _score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None,
-                     frames: Sequence[Sequence[int]] | None = None) -> list[float]:
+                     frames: Sequence[Sequence[int]] | None = None, decoded: bool = True) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
         inputs = encode_batch(self.loaded, [self._conversation(clip) for clip in clips], "low")
@@ -130,22 +136,41 @@ class Scorer:
         if self.frame_features is None or frames is None:
             logits = self._forward(inputs, cancel)
         else:
-            logits = self._forward_with_features(inputs, frame_features_module.flatten_frames(frames), cancel)
+            logits = self._forward_with_features(inputs, frame_features_module.flatten_frames(frames), cancel, decoded)
         return [float(p) for p in option_probability(logits, self.answers)]
 
-    def _forward_with_features(self, inputs, indices: list[int], cancel: threading.Event | None) -> torch.Tensor:
+    def _forward_with_features(self, inputs, indices: list[int], cancel: threading.Event | None,
+                               decoded: bool = True) -> torch.Tensor:
         """The pass on cached features; the vision encoder sees only frames not seen before."""
         text, pixels, masks = frame_features_module.split_pixels(self.loaded, inputs)
         if pixels.shape[0] != len(indices):
             raise BadInputError(f"{len(indices)} frame numbers were given for {pixels.shape[0]} frames.")
-        store = self.frame_features
-        known = [store.get(index) for index in indices]
+        known = [self.frame_features.get(index) for index in indices]
+        if not decoded and any(features is None for features in known):
+            raise frame_features_module.FeaturesMissing(indices)
+        if decoded:
+            self._reuse_previous(known, pixels, masks)
         request = frame_features_module.frame_inputs(known, pixels, masks)
         logits, new = self._guarded(lambda kwargs: self.forward_features(self.loaded, text, request, **kwargs),
                                     inputs["attention_mask"], cancel)
-        if new is not None:
-            store.put_many({indices[k]: features for k, features in zip(request.missing, new)})
+        fresh = dict(zip(request.missing, new)) if new is not None else {}
+        self.frame_features.put_many({indices[k]: features for k, features in fresh.items()})
+        if decoded:
+            last = len(indices) - 1
+            self._previous = (pixels[last:], masks[last:] if masks is not None else None, fresh.get(last, known[last]))
         return logits[:, -1, :]
+
+    def _reuse_previous(self, known: list, pixels: torch.Tensor, masks: torch.Tensor | None) -> None:
+        """Leading frames equal to the previous batch's last frame take its features (a static
+        shot across a batch boundary); placeholder batches never set it (their pixels are fake)."""
+        if self._previous is None:
+            return
+        last_pixels, last_masks, last_features = self._previous
+        for k in range(len(known)):
+            if not frame_features_module.same_frame(pixels, masks, k, last_pixels, last_masks, 0):
+                return
+            if known[k] is None:
+                known[k] = last_features
 
     def _conversation(self, clip: media.VideoClip) -> BuiltConversation:
         turn = Turn("user", self.question, (Attachment(VIDEO, clip.info.path),))

@@ -171,6 +171,20 @@ def make_video(
     return path
 
 
+def make_still_video(path, seconds: float, fps: float = 10, size=(160, 120)) -> Path:
+    """One unchanging picture (a slide, a locked-off camera on an empty scene), no sound: every
+    decoded frame is the same, bit for bit."""
+    path = Path(path)
+    picture = av.VideoFrame.from_ndarray(_gradient(*size), format="rgb24")
+    with av.open(str(path), "w") as container:
+        video = _add_video_stream(container, "libx264", fps, size, None)
+        for index in range(int(round(seconds * fps))):
+            picture.pts = index
+            _mux(container, video, picture)
+        _mux(container, video, None)
+    return path
+
+
 def make_vfr_video(path, durations_ms=(20, 50, 33, 100), repeats: int = 20, size=(320, 240)) -> Path:
     """A variable-frame-rate mp4: frame display times cycle through ``durations_ms``.
 

@@ -55,7 +55,7 @@ def test_on_zerogpu_frames_are_encoded_once_and_other_criteria_score_on_them(tin
     other = replace(_request(short_video, tiny_smolvlm), criteria="a dark moment")
     with counting(monkeypatch, tiny_smolvlm) as counts:
         analysis = analyse(other, RUNTIME, cache=cache)
-    assert counts == {"decodes": 0, "vision": 0}
+    assert counts == {"decodes": 0, "vision": 0, "frames": 0}
     assert len(fake_spaces.durations) == 2 * batches  # still one GPU task per batch
     expected = analyse(other, RUNTIME, cache=ScoreCache(enabled=False)).visual
     assert list(analysis.visual) == pytest.approx(list(expected), abs=1e-4)

@@ -39,7 +39,7 @@ def counting(monkeypatch, model_dir):
     """Counts real work while a scan runs: decoding children started (each reads a chunk of the
     video) and vision-encoder forward passes (a forward hook on the tower of every loaded copy
     of ``model_dir``: the app's runtime may hold its own)."""
-    counts = {"decodes": 0, "vision": 0}
+    counts = {"decodes": 0, "vision": 0, "frames": 0}
     real_run = windows_module.isolation.run
 
     def run(function, *args, **kwargs):
@@ -50,8 +50,11 @@ def counting(monkeypatch, model_dir):
     monkeypatch.setattr(windows_module.isolation, "run", run)
     RUNTIME.load(str(model_dir))
     towers = [vision_encoder(m.model) for m in cached_models() if Path(m.spec.source) == Path(model_dir)]
-    hooks = [tower.register_forward_hook(lambda *_: counts.__setitem__("vision", counts["vision"] + 1))
-             for tower in towers]
+    def seen(_module, _args, output) -> None:
+        counts["vision"] += 1
+        counts["frames"] += int(output.last_hidden_state.shape[0])  # frames (or tiles) encoded
+
+    hooks = [tower.register_forward_hook(seen) for tower in towers]
     try:
         yield counts
     finally:
@@ -82,7 +85,7 @@ def test_other_criteria_neither_decode_the_video_nor_run_the_vision_encoder(tiny
     with counting(monkeypatch, tiny_model) as second:
         analysis = analyse(_request(short_video, tiny_model, "a dark moment"), RUNTIME, cache=cache)
     assert not analysis.from_cache  # the scores are new: the language model ran
-    assert second == {"decodes": 0, "vision": 0}
+    assert second == {"decodes": 0, "vision": 0, "frames": 0}
 
 
 def test_a_partly_kept_video_encodes_only_the_missing_frames(tiny_smolvlm, short_video, tmp_path, monkeypatch):
@@ -147,3 +150,40 @@ def _with_size(processor, edge: int):
     changed = copy.deepcopy(processor)
     changed.video_processor.size = {"longest_edge": edge}
     return changed
+
+
+def test_a_still_shot_is_encoded_once_with_the_same_scores(tiny_model, tmp_path, monkeypatch):
+    from tests.media_factory import make_still_video
+
+    still = make_still_video(tmp_path / "still.mp4", seconds=6)
+    request = _request(still, tiny_model)
+    with counting(monkeypatch, tiny_model) as counts:
+        scores = list(analyse(request, RUNTIME, cache=ScoreCache(tmp_path / "cache")).visual)
+    assert counts["frames"] == _distinct_runs(still) < 6  # 6 frames over 3 windows, in 2 batches
+    assert scores == pytest.approx(_uncached(request), abs=1e-4)
+
+
+def _distinct_runs(video) -> int:
+    """How many times the sampled frames change, in order (x264 makes the keyframe and the
+    frames after it differ slightly, though the picture never changes)."""
+    import numpy as np
+
+    from pipelines.highlights.windows import frame_indices, make_windows
+
+    info = media.probe_video(video)
+    indices = [i for w in make_windows(info.duration, 2.0) for i in frame_indices(w, info.fps, info.frame_count, 2)]
+    frames = media.read_frames(video, indices, info, backend="pyav")
+    return 1 + sum(not np.array_equal(frames[k - 1], frames[k]) for k in range(1, len(frames)))
+
+
+def test_features_gone_since_the_check_are_decoded_and_kept_again(tiny_smolvlm, short_video, tmp_path, monkeypatch):
+    cache = ScoreCache(tmp_path)
+    analyse(_request(short_video, tiny_smolvlm), RUNTIME, cache=cache)
+    damaged = sorted((tmp_path / "features").glob("*.safetensors"))[0]
+    damaged.write_bytes(b"damaged")  # still there for the check, unreadable when scored
+    other = _request(short_video, tiny_smolvlm, "a dark moment")
+    with counting(monkeypatch, tiny_smolvlm) as counts:
+        scores = list(analyse(other, RUNTIME, cache=cache).visual)
+    assert counts["decodes"] >= 1 and counts["frames"] >= 1
+    assert scores == pytest.approx(_uncached(other), abs=1e-4)
+    assert damaged.stat().st_size > len(b"damaged")  # encoded again and kept

@@ -88,7 +88,7 @@ def test_edited_criteria_rescore_without_decoding_the_video_or_encoding_its_fram
     with counting(monkeypatch, tiny_smolvlm) as counts:
         summary, *_ = _find(client, video, tiny_smolvlm, criteria="a ball flying into the goal")
     assert "scored in" in summary  # new scores: the language model ran
-    assert counts == {"decodes": 0, "vision": 0}
+    assert counts == {"decodes": 0, "vision": 0, "frames": 0}
 
 
 def test_suggested_criteria_fill_the_box(client, video, tiny_smolvlm):

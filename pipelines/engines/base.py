@@ -70,8 +70,9 @@ class ClipScorer(Protocol):
     frame_features: object | None  # pipelines.features.FrameFeatures, when the engine keeps them
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
-                    frames: Sequence[Sequence[int]] | None = None) -> list[float]:
-        """P(options[0]) per clip, in order (``frames``: each clip's source frame numbers)."""
+                    frames: Sequence[Sequence[int]] | None = None, decoded: bool = True) -> list[float]:
+        """P(options[0]) per clip, in order (``frames``: each clip's source frame numbers;
+        ``decoded=False``: placeholder frames, only for a scorer with ``frame_features``)."""
 
 
 class Engine(Protocol):

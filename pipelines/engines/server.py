@@ -411,7 +411,7 @@ class ServerScorer:
         self.frame_features = None  # frames always travel as pixels; vLLM caches what it encoded
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
-                    frames=None) -> list[float]:
+                    frames=None, decoded: bool = True) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
         futures = [self.engine.submit(self.score_clip, clip, cancel) for clip in clips]

@@ -45,7 +45,7 @@ from typing import Callable
 from .. import isolation, media
 from ..devices import choose_device, choose_dtype, dtype_name
 from ..errors import BadInputError, DecodeError, GenerationCancelled
-from ..features import VideoFeatures
+from ..features import FeaturesMissing, VideoFeatures
 from ..limits import LIMITS, Limits
 from ..registry import PERCEPTION_LM, SMOLVLM
 from ..runtime import Runtime
@@ -417,10 +417,9 @@ def score_windows(plan: ScanPlan, runtime: Runtime, criteria: str, windows: list
     frames = {w.index: frame_indices(w, plan.info.fps, plan.info.frame_count, plan.frames_per_window) for w in windows}
     known = scorer.frame_features
     ready = [w for w in windows if known is not None and known.has_all(frames[w.index])]
-    ready_ids = {w.index for w in ready}
-    to_decode = [w for w in windows if w.index not in ready_ids]
     batcher = _Batcher(scorer, frames, plan.request.batch_size, len(windows), cancel, progress)
-    batcher.feed((w, placeholder_clip(w, plan.info, frames[w.index])) for w in ready)
+    batcher.feed(((w, placeholder_clip(w, plan.info, frames[w.index])) for w in ready), decoded=False)
+    to_decode = [w for w in windows if w.index not in batcher.scores]  # incl. any whose features went missing
     if to_decode:
         clips = iter_window_clips(plan.video, plan.info, to_decode, plan.frames_per_window, cancel,
                                   prefetch=2 * plan.request.batch_size, limits=runtime.limits)
@@ -440,20 +439,25 @@ class _Batcher:
         self.scores: dict[int, float] = {}
         self.started = time.perf_counter()
 
-    def feed(self, pairs) -> None:
-        """Score every pair; a batch never mixes two feeds (placeholder and decoded frames)."""
+    def feed(self, pairs, decoded: bool = True) -> None:
+        """Score every pair; a batch never mixes two feeds (placeholder and decoded frames).
+        Placeholder windows whose kept features went missing are left unscored (decode them)."""
         pending: list = []
         for pair in pairs:
             pending.append(pair)
             if len(pending) >= self.batch_size:
-                self._flush(pending)
+                self._flush(pending, decoded)
         if pending:
-            self._flush(pending)
+            self._flush(pending, decoded)
 
-    def _flush(self, pending: list) -> None:
+    def _flush(self, pending: list, decoded: bool) -> None:
         windows = [window for window, _ in pending]
-        values = self.scorer.score_batch([clip for _, clip in pending], self.cancel,
-                                         [self.frames[w.index] for w in windows])
+        try:
+            values = self.scorer.score_batch([clip for _, clip in pending], self.cancel,
+                                             [self.frames[w.index] for w in windows], decoded=decoded)
+        except FeaturesMissing:  # evicted or damaged since the check: these windows get decoded
+            pending.clear()
+            return
         self.scores.update({w.index: v for w, v in zip(windows, values)})
         pending.clear()
         self.progress.counted(len(self.scores), self.total, time.perf_counter() - self.started, "Scoring windows")
