@@ -70,6 +70,7 @@ class FeatureStore:
         self.max_bytes = default_max_bytes() if max_bytes is None else int(max_bytes)
         self.enabled = enabled
         self._trim_lock = threading.Lock()
+        self._estimate: int | None = None  # bytes in the folder as last listed, plus writes since
 
     def for_video(self, video_hash: str) -> "VideoFeatures | None":
         """None when the store is disabled (then scoring takes the pixel path, as before)."""
@@ -78,19 +79,36 @@ class FeatureStore:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.safetensors"
 
-    def trim(self) -> None:
-        """Delete the least recently used files until the folder holds at most ``max_bytes``."""
+    def trim(self, added: int = 0) -> None:
+        """Delete the least recently used files until the folder holds at most ``max_bytes``.
+
+        ``added``: bytes just written. The folder is listed only when the running estimate of
+        its size passes the bound (listing tens of thousands of files for every batch would
+        cost seconds per scan); other processes' writes are seen at the next listing."""
         with self._trim_lock:
-            try:
-                files = [(entry.stat().st_mtime_ns, entry.stat().st_size, entry) for entry in self.folder.glob("*.safetensors")]
-            except OSError:
-                return
+            if self._estimate is not None:
+                self._estimate += added
+                if self._estimate <= self.max_bytes:
+                    return
+            files = sorted(self._entries())  # oldest use first
             total = sum(size for _, size, _ in files)
-            for _, size, entry in sorted(files, key=lambda item: item[0]):
+            for _, size, entry in files:
                 if total <= self.max_bytes:
                     break
                 entry.unlink(missing_ok=True)
                 total -= size
+            self._estimate = total
+
+    def _entries(self) -> list[tuple[int, int, Path]]:
+        """(last use in ns, bytes, path) of every file; one that vanished meanwhile is left out."""
+        entries = []
+        for entry in self.folder.glob("*.safetensors"):
+            try:
+                status = entry.stat()
+            except OSError:  # removed by another scan's trim
+                continue
+            entries.append((status.st_mtime_ns, status.st_size, entry))
+        return entries
 
 
 @dataclass(frozen=True)
@@ -147,25 +165,29 @@ class FrameFeatures:
         """Store each frame's features (atomically), then keep the folder within its bound."""
         if not features:
             return
+        written = 0
         try:
             self.store.folder.mkdir(parents=True, exist_ok=True)
             for index, tensor in features.items():
-                self._write(index, tensor)
+                written += self._write(index, tensor)
         except OSError as error:  # a read-only or full disk costs speed later, not this result
             log.warning("Could not write frame features in %s: %s", self.store.folder, error)
             return
-        self.store.trim()
+        self.store.trim(written)
 
-    def _write(self, index: int, tensor: torch.Tensor) -> None:
+    def _write(self, index: int, tensor: torch.Tensor) -> int:
+        """Write one frame's features atomically; returns the file's size."""
         from safetensors.torch import save_file
 
         handle, temporary = tempfile.mkstemp(prefix=".features.", dir=self.store.folder)
         os.close(handle)
         try:
             save_file({"features": tensor.detach().to("cpu").contiguous()}, temporary)
+            size = os.path.getsize(temporary)
             os.replace(temporary, self.path(index))
         finally:
             Path(temporary).unlink(missing_ok=True)
+        return size
 
 
 # =============================================================================================
@@ -198,7 +220,7 @@ def split_pixels(loaded, inputs: dict) -> tuple[dict, torch.Tensor, torch.Tensor
 
 def frame_inputs(known: list[torch.Tensor | None], pixels: torch.Tensor, masks: torch.Tensor | None) -> FrameInputs:
     """Only the pixels of the frames still to encode travel on (to ZeroGPU's worker: less to pickle)."""
-    missing = [k for k, features in enumerate(known) if features is None]
+    missing = FrameInputs(known).missing
     if not missing:
         return FrameInputs(known)
     return FrameInputs(known, pixels[missing], masks[missing] if masks is not None else None)
@@ -210,7 +232,8 @@ def encode_frames(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = Non
     model = loaded.model.model
     with torch.inference_mode():
         if loaded.spec.family == SMOLVLM:
-            output = model.get_image_features(pixels[None], masks[None] if masks is not None else None, return_dict=True)
+            batch_masks = masks[None] if masks is not None else None
+            output = model.get_image_features(pixels[None], batch_masks, return_dict=True)
             flat = torch.cat(list(output.pooler_output))
         else:
             flat = model.get_image_features(pixel_values=pixels[None], return_dict=True).pooler_output
@@ -241,7 +264,8 @@ class FeaturesMissing(Exception):
     (evicted or damaged since it was checked); the caller decodes that window instead."""
 
 
-def features_pass(loaded, text_inputs: dict, frames: FrameInputs, **forward_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+def features_pass(loaded, text_inputs: dict, frames: FrameInputs,
+                  **forward_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ONE forward pass on known + newly encoded features -> (logits, the new features (M, tokens,
     hidden) in ``frames.missing`` order, or None when every frame was known)."""
     from .devices import DEVICE_LOCK, current_cancel_event
@@ -260,7 +284,9 @@ def _features_pass(loaded, text_inputs: dict, frames: FrameInputs, **forward_kwa
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     device = loaded.device
-    new = encode_distinct(loaded, frames.pixels.to(device), _on(frames.masks, device)) if frames.pixels is not None else None
+    new = None
+    if frames.pixels is not None:
+        new = encode_distinct(loaded, frames.pixels.to(device), _on(frames.masks, device))
     fresh = iter(new) if new is not None else iter(())
     merged = torch.stack([f.to(device, loaded.dtype) if f is not None else next(fresh) for f in frames.known])
     pooled = merged.reshape(-1, merged.shape[-1]) if loaded.spec.family == SMOLVLM else merged
@@ -279,5 +305,5 @@ def flatten_frames(frames: Sequence[Sequence[int]]) -> list[int]:
     return [int(i) for clip in frames for i in clip]
 
 
-__all__ = ["FeatureStore", "FeaturesMissing", "encode_distinct", "same_frame", "FrameFeatures", "FrameInputs", "VideoFeatures", "encode_frames", "features_pass",
-           "frame_inputs", "split_pixels", "FEATURES_VERSION"]
+__all__ = ["FEATURES_VERSION", "FeatureStore", "FeaturesMissing", "FrameFeatures", "FrameInputs", "VideoFeatures",
+           "encode_distinct", "encode_frames", "features_pass", "frame_inputs", "same_frame", "split_pixels"]

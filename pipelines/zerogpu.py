@@ -16,7 +16,9 @@ Contract:
 - ``enabled()``: True on ZeroGPU hardware (``SPACES_ZERO_GPU``, as ``spaces`` reads it) with
   ``spaces`` installed. Only then does the engine of local models (pipelines.engines) send
   generation (``stream_on_gpu``) and batch scoring (``forward_logits``) to the GPU worker;
-  otherwise they run in-process exactly as before.
+  otherwise they run in-process exactly as before. A scan that keeps frame features
+  (pipelines.features) sends ``features_pass`` instead: the new frames are encoded and the batch
+  scored in ONE GPU task, and the new features come back to be kept on the parent's disk.
 - Across the boundary go only picklable, light values: the model's cache key (never the model),
   CPU tensors, settings. The worker looks the model up in its (forked) cache, loading it if the
   fork predates it.
