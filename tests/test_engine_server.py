@@ -41,6 +41,7 @@ from pipelines.messages import VIDEO, Attachment, Turn
 from pipelines.registry import PERCEPTION_LM
 from pipelines.runtime import Runtime
 from pipelines.side_by_side import stream_side_by_side
+from tests.app_process import free_port
 from tests import media_factory
 
 SERVED = "tiny-smolvlm2"  # tests/conftest.py VLLM_SERVED_NAME
@@ -50,11 +51,6 @@ FEW = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
 ENDLESS = GenerationSettings(max_new_tokens=2000, min_new_tokens=2000)
 PARITY_LIMIT = 0.01
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -231,7 +227,7 @@ def test_the_app_answers_a_video_question_on_the_engine_with_the_frames_gallery(
 
 
 def test_an_unreachable_server_says_so():
-    engine = ServerEngine(f"http://127.0.0.1:{_free_port()}/v1")
+    engine = ServerEngine(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(EngineUnreachableError, match="cannot be reached"):
         engine.served()
 
@@ -272,7 +268,7 @@ def test_perception_lm_is_local_only(tiny_plm):
 def test_the_api_key_never_shows(caplog):
     secret = "sk-very-secret"
     caplog.set_level(logging.DEBUG)
-    runtime = Runtime(engine_url=f"http://127.0.0.1:{_free_port()}/v1", engine_api_key=secret)
+    runtime = Runtime(engine_url=f"http://127.0.0.1:{free_port()}/v1", engine_api_key=secret)
     assert engines.model_choices(runtime)  # the local models, with a warning about the server
     engine = engines.server_engine(runtime)
     with pytest.raises(EngineUnreachableError) as failure:

@@ -329,16 +329,6 @@ _SMOLVLM_SPECS = {
         scale_factor=2,
         dtype=torch.float32,
     ),
-    # The same with head_dim 32 (2 heads, 1 KV head): vLLM's CPU attention has no head_dim 16
-    # kernel (NOTES.md "vLLM on CPU"); the engine tests serve this one.
-    "smolvlm2-tiny-vllm": dict(
-        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                  num_key_value_heads=1, vocab_size=None, rope_theta=100000.0),
-        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                    image_size=64, patch_size=16),
-        scale_factor=2,
-        dtype=torch.float32,
-    ),
     "256m": dict(
         text=dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                   num_key_value_heads=3, vocab_size=49280, rope_theta=100000.0),
@@ -363,6 +353,12 @@ _SMOLVLM_SPECS = {
         scale_factor=3,
         dtype=torch.bfloat16,
     ),
+}
+# The tiny one with head_dim 32 (2 heads, 1 KV head): vLLM's CPU attention has no head_dim 16
+# kernel (NOTES.md "vLLM on CPU"); the engine tests serve this one.
+_SMOLVLM_SPECS["smolvlm2-tiny-vllm"] = {
+    **_SMOLVLM_SPECS["smolvlm2-tiny"],
+    "text": {**_SMOLVLM_SPECS["smolvlm2-tiny"]["text"], "num_attention_heads": 2, "num_key_value_heads": 1},
 }
 
 

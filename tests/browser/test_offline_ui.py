@@ -4,7 +4,6 @@ to use a local checkpoint, and a question gets that clear message instead of a h
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,23 +12,19 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
+from tests.app_process import free_port
 from tests.browser.ui import ROOT, assert_no_page_errors, open_app, save_screenshot
 
 MODEL = "smolvlm2-256m"  # the CPU default: a registry model, which needs the hub the tests never reach
 START_TIMEOUT_S = 90
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def offline_app_url(tmp_path_factory):
     """``python app.py`` itself, as a user starts it, with no network and an empty model cache."""
     home = tmp_path_factory.mktemp("offline-home")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(home / "hf"), "GRADIO_TEMP_DIR": str(home / "gradio"),
            "VLMS_DEVICE": "cpu", "VLMS_DTYPE": "fp32"}
     log = (home / "app.log").open("w")
