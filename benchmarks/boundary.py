@@ -54,11 +54,11 @@ class Timing:
 # ------------------------------------------------------------------------------------------------
 
 
-def _image(name: str = "photo-512.png", seed: int = 0) -> Path:
+def _image(name: str = "photo-512.png", seed: int = 0, size: tuple[int, int] = (512, 512)) -> Path:
     from tests.media_factory import make_noise_jpeg
 
     return cached(CACHE_DIR / name.replace(".png", ".jpg"),
-                  lambda out: make_noise_jpeg(out.with_suffix(".jpg"), size=(512, 512), seed=seed).rename(out))
+                  lambda out: make_noise_jpeg(out.with_suffix(".jpg"), size=size, seed=seed).rename(out))
 
 
 def _video(seconds: int) -> Path:

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from .boundary import Timing, _video, app_chat
-from .common import CACHE_DIR, Row, cached, chatty, stand_in
+from .boundary import _image as image
+from .common import Row, chatty, stand_in
 
 NEW_TOKENS = 48
 BOT = '#chat-bot [data-testid="bot"]'
@@ -41,10 +42,7 @@ _OBSERVE_JS = """
 
 
 def _image() -> Path:
-    from tests.media_factory import make_noise_jpeg
-
-    return cached(CACHE_DIR / "photo-640x480.jpg",
-                  lambda out: make_noise_jpeg(out.with_suffix(".jpg"), size=(640, 480)).rename(out))
+    return image("photo-640x480.jpg", size=(640, 480))
 
 
 def on_screen(page, url: str, files: list[Path], question: str = "Describe this.") -> Timing:

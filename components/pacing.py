@@ -40,7 +40,8 @@ def paced(items: Iterable[T], cancel: threading.Event, *, name: str = "vlms-ui-s
           min_interval_s: float = 1.0 / UPDATES_PER_SECOND, heartbeat_s: float = HEARTBEAT_S,
           clock=time.monotonic) -> Iterator[list[T]]:
     """Batches of ``items`` at a pace a page can follow; see the module docstring."""
-    source = Background(_draining(items), name=name, max_queued=1024)
+    # Background closes ``items`` on its worker, the thread that iterates it.
+    source = Background(lambda stop: items, name=name, max_queued=1024)
     batch: list[T] = []
     last_batch_at, last_yield_at = -float("inf"), clock()
     try:
@@ -70,21 +71,3 @@ def paced(items: Iterable[T], cancel: threading.Event, *, name: str = "vlms-ui-s
         cancel.set()  # no-op after a normal end; stops the pipeline when the reader left early
         source.close()
 
-
-def _draining(items: Iterable[T]):
-    """The producer: iterate ``items`` on the worker and close it there (a generator must be
-    closed on the thread that runs it)."""
-
-    def produce(stop: threading.Event):
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                yield item
-                if stop.is_set():
-                    return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-
-    return produce

@@ -18,6 +18,8 @@ Contract
   producer is re-raised to the reader (after the items produced before it), never lost.
 - ``next_within(seconds)`` is the same with a deadline: it returns ``PENDING`` when nothing came
   in time, so a reader can do timed work (heartbeats, a watchdog) without a thread of its own.
+- What ``produce`` returned is closed on the worker when it ends or is abandoned (a generator
+  must be closed on the thread that runs it; ``finally`` blocks of pipeline streams run there).
 - ``close()`` sets ``stop``, drops what is queued and joins the worker (``join_timeout_s``);
   ``abandon()`` sets ``stop`` and does NOT wait: for a worker known to be hung. Leaving a ``with``
   block, or closing a generator that iterates it, closes it. Closing twice is harmless.
@@ -39,6 +41,12 @@ JOIN_TIMEOUT_S = 30.0
 # on a reader or a worker that has gone.
 _RECHECK_S = 0.1
 _END, _ITEM, _ERROR = "end", "item", "error"
+
+
+def _close(items) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
 
 
 class StopEvent(threading.Event):
@@ -105,13 +113,17 @@ class Background(Generic[T], Iterator[T]):
         return self._put((_ITEM, item))
 
     def _run(self, produce) -> None:
+        items = ()
         try:
-            for item in produce(self.stop):
+            items = iter(produce(self.stop))  # may do the work itself (from_callback): inside the try
+            for item in items:
                 if not self._put((_ITEM, item)):
                     return
         except BaseException as error:  # handed to the reader, never lost in the thread
             self._put((_ERROR, error))
             return
+        finally:
+            _close(items)  # here, on the worker: a generator must be closed on the thread that runs it
         self._put((_END, None))
 
     def _put(self, entry) -> bool:
