@@ -62,6 +62,13 @@ def tiny_plm(tmp_path_factory) -> Path:
     return tiny_models.build_tiny_perception_lm(tmp_path_factory.mktemp("tiny-plm"))
 
 
+@pytest.fixture(scope="session")
+def endless_pair(tiny_smolvlm, tiny_plm, tmp_path_factory) -> tuple[Path, Path]:
+    """Both tiny checkpoints, never ending an answer on their own (tests of Stop)."""
+    return (tiny_models.never_ending(tiny_smolvlm, tmp_path_factory.mktemp("endless-smolvlm2")),
+            tiny_models.never_ending(tiny_plm, tmp_path_factory.mktemp("endless-plm")))
+
+
 @pytest.fixture(scope="session", params=["smolvlm", "plm"])
 def tiny_model(request) -> Path:
     """Both real architectures, one after the other."""

@@ -78,8 +78,8 @@ def test_one_image_gives_a_clear_error_and_the_next_request_is_served(client, sa
     assert answer
 
 
-def test_stop_ends_both_generation_threads(client, tiny_smolvlm, tiny_plm, sample_image):
-    job = client.submit(str(tiny_smolvlm), str(tiny_plm), "Tell a long story.", _files(sample_image),
+def test_stop_ends_both_generation_threads(client, endless_pair, sample_image):
+    job = client.submit(*map(str, endless_pair), "Tell a long story.", _files(sample_image),
                         max_new_tokens=2000, api_name="/compare_models")
     deadline = time.time() + 60
     while len(_generate_threads()) < 2 and time.time() < deadline:
@@ -94,8 +94,8 @@ def test_stop_ends_both_generation_threads(client, tiny_smolvlm, tiny_plm, sampl
     assert "stopped" in stats_a and "stopped" in stats_b
 
 
-def test_job_cancel_ends_both_generation_threads(client, tiny_smolvlm, tiny_plm, sample_image):
-    job = client.submit(str(tiny_smolvlm), str(tiny_plm), "Tell a long story.", _files(sample_image),
+def test_job_cancel_ends_both_generation_threads(client, endless_pair, sample_image):
+    job = client.submit(*map(str, endless_pair), "Tell a long story.", _files(sample_image),
                         max_new_tokens=2000, api_name="/compare_models")
     deadline = time.time() + 60
     while len(_generate_threads()) < 2 and time.time() < deadline:

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipelines import media
@@ -119,6 +119,15 @@ def scored_video_with_cuts(draw):
     return duration, window, fps, cuts, [Window(w.index, w.start, w.end, s) for w, s in zip(windows, scores)]
 
 
+def _one_cut_in_reach_of_both_edges_of_a_merged_window():
+    """Found by hypothesis: the window [133.65, 145.53] has the cut 139.6 in reach of both
+    edges (its start takes it), and is merged with the windows before it."""
+    duration, window, fps, cuts = 256.0, 11.880124732376194, 30.0, [28.0, 84.83333333333333, 139.6]
+    windows = [Window(w.index, w.start, w.end, 0.9 if 106.0 < w.start < 134.0 else 0.1)
+               for w in make_windows(duration, window, window / 4)]
+    return duration, window, fps, cuts, windows
+
+
 @settings(max_examples=150, deadline=None)
 @given(scored_video_with_cuts(), st.floats(min_value=1.0, max_value=600.0), st.floats(min_value=0.0, max_value=3.0))
 def test_selection_guarantees_hold_with_snapping(video, target, padding):
@@ -136,6 +145,7 @@ def test_selection_guarantees_hold_with_snapping(video, target, padding):
 
 @settings(max_examples=150, deadline=None)
 @given(scored_video_with_cuts())
+@example(_one_cut_in_reach_of_both_edges_of_a_merged_window())
 def test_every_snapped_edge_with_a_cut_in_reach_sits_on_a_cut(video):
     duration, window, fps, cuts, windows = video
     reach = window / 2
@@ -143,10 +153,14 @@ def test_every_snapped_edge_with_a_cut_in_reach_sits_on_a_cut(video):
     spaced = [c for k, c in enumerate(cuts) if k == 0 or c - cuts[k - 1] > window]
     segments = select(windows, duration, threshold=0.5, fps=fps, cuts=spaced, reach=reach)
     for segment in segments:
-        for edge, other in ((segment.start, segment.end), (segment.end, segment.start)):
-            # The one exception (documented in selection.py): a cut within reach of BOTH edges
-            # of a short window is taken by the nearer edge only, or the window would vanish.
-            near = [c for c in spaced if abs(edge - c) <= reach + EPS and abs(other - c) > reach + EPS]
+        # An edge that did not move is the edge of the window that produced it, so that window's
+        # other edge lies one window length inside the segment (no padding here).
+        for edge, window_other in ((segment.start, min(segment.start + window, duration)),
+                                   (segment.end, segment.end - window)):
+            # The one exception (documented in selection.py): a cut within reach of BOTH edges of
+            # a window is taken by its nearer edge only, or the window would vanish. It is judged
+            # on the WINDOW's edges (within a frame of rounding), not the merged segment's.
+            near = [c for c in spaced if abs(edge - c) <= reach + EPS and abs(window_other - c) > reach + 1 / fps]
             if near:
                 assert min(abs(edge - c) for c in [*spaced, 0.0, duration]) <= 1 / fps + EPS
 

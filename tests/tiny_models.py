@@ -81,6 +81,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -607,6 +608,20 @@ def build_tiny_perception_lm(out_dir) -> Path:
     """Build the ~1 MB random PerceptionLM checkpoint into ``out_dir`` and return its path."""
     config, processor, gen, dtype = _family_parts("plm-tiny")
     return _save(_instantiate(config, dtype, "cpu"), processor, gen, out_dir)
+
+
+def never_ending(checkpoint, out_dir) -> Path:
+    """A copy of a tiny checkpoint whose end-of-text tokens are suppressed, so every answer runs
+    to ``max_new_tokens``. For tests of Stop: a random model may end by chance after a dozen
+    tokens (the tiny PerceptionLM does on "Tell a long story."), before the Stop arrives."""
+    out_dir = Path(out_dir)
+    shutil.copytree(checkpoint, out_dir, dirs_exist_ok=True)
+    config_path = out_dir / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    ends = config.get("eos_token_id")
+    config["suppress_tokens"] = sorted(set(ends if isinstance(ends, list) else [ends]))
+    config_path.write_text(json.dumps(config, indent=2))
+    return out_dir
 
 
 def _normalize_size(size: str) -> str:
