@@ -65,31 +65,15 @@ def stand_in(size: str, device: str = "cpu") -> Path:
 
 
 def chatty(model_dir: Path) -> Path:
-    """``model_dir`` that never ends an answer early and never answers with special tokens only:
-    its generation config suppresses every special and added token (EOS included). A random
-    model otherwise often stops at once or "says" only tokens that decode to nothing, which
-    leaves a client nothing to time. The weights are linked, not copied."""
-    import json
-
-    from transformers import AutoTokenizer
+    """``model_dir`` that never ends an answer early (``tests.tiny_models.never_ending``: a
+    random model otherwise often stops at once or "says" only tokens that decode to nothing,
+    which leaves a client nothing to time), made once beside it."""
+    from tests.tiny_models import never_ending
 
     out = Path(model_dir).with_name(Path(model_dir).name + "-chatty")
     if (out / "generation_config.json").exists():
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    for item in Path(model_dir).iterdir():
-        target = out / item.name
-        if not target.exists() and item.name != "generation_config.json":
-            target.symlink_to(item.resolve())
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    vocab_size = json.loads((Path(model_dir) / "config.json").read_text())["text_config"]["vocab_size"]
-    # The stand-ins pair the real vocabulary size with a small tokenizer: ids past it decode to "".
-    silent = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder) | set(range(len(tokenizer), vocab_size))
-    silent = sorted(silent)
-    config = json.loads((Path(model_dir) / "generation_config.json").read_text())
-    config["suppress_tokens"] = silent
-    (out / "generation_config.json").write_text(json.dumps(config, indent=2))
-    return out
+    return never_ending(model_dir, out)
 
 
 def cpu_description() -> str:

@@ -6,8 +6,14 @@
    batching at work); the ratio is printed.
 3. 8 simulated chat users through the app (gradio_client, the real HTTP API) with the local
    engine vs the vLLM engine: p50/p95 time to first token and tokens/s per user.
+4. ``--rescore``: what vLLM's own caches give when highlights are re-scored with new criteria
+   (the local engine's frame-feature store does not apply to a server): the same windows scored
+   with one criteria text, then with another, on a server with its caches as they come (prefix
+   caching and the multimodal processor cache) and on one with both turned off. Use
+   ``--stand-in 256m`` for a full-size random SmolVLM2-256M (real vision tower and prompt sizes).
 
     python -m benchmarks.engine [--quick]          (or: python -m benchmarks.run --only engine)
+    python -m benchmarks.engine --rescore [--stand-in 256m] [--windows N]
 
 Needs vLLM (.ci/install_vllm). The tiny checkpoint makes these figures about overheads and
 batching, not about a real model's speed: on a GPU with a real SmolVLM2 the server's share of the
@@ -28,7 +34,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from .common import Row, print_table  # noqa: E402
+from .common import Row, print_table, write_results  # noqa: E402
 
 SERVED = "tiny-smolvlm2"
 USERS = 8
@@ -57,15 +63,17 @@ def run(device: str = "cpu", quick: bool = False) -> list[Row]:
 # ------------------------------------------------------------------ scoring
 
 
-def _clips(work: Path, windows: int):
+def _clips(work: Path, windows: int, seconds_per_window: float = 2.0, frames: int = 2):
     from pipelines.highlights.pipeline import probe
     from pipelines.highlights.windows import iter_window_clips, make_windows
     from pipelines.limits import LIMITS
     from tests import media_factory
 
-    video = media_factory.make_video(work / "scan.mp4", seconds=2 * windows, fps=10, size=(320, 240))
+    video = media_factory.make_video(work / f"scan-{windows}x{seconds_per_window:g}.mp4",
+                                     seconds=seconds_per_window * windows, fps=10, size=(320, 240))
     info = probe(str(video), LIMITS)
-    return [clip for _, clip in iter_window_clips(video, info, make_windows(info.duration, 2.0), 2)]
+    return [clip for _, clip in iter_window_clips(video, info, make_windows(info.duration, seconds_per_window),
+                                                  frames)]
 
 
 def _question():
@@ -112,6 +120,64 @@ def _throughput(server, clips, repeats: int) -> Row:
     return Row("engine", f"scoring throughput on vLLM, 8 vs 1 windows in flight ({len(clips)} windows)",
                rates[8], rates[1], "windows/s", ratio, "> 1 (batching)", ratio > 1,
                note=f"1 in flight: {rates[1]:.1f}/s, 8 in flight: {rates[8]:.1f}/s")
+
+
+# ------------------------------------------------------------------ re-score with new criteria
+
+READY_TIMEOUT_S = 1200  # a full-size stand-in compiles for minutes on 2 shared cores
+CACHES_OFF = ("--no-enable-prefix-caching", "--mm-processor-cache-gb", "0")
+CRITERIA = ("a goal or a bright flash", "people cheering or a close-up of a face")
+
+
+def rescore(model: Path, work: Path, windows: int, name: str = SERVED) -> list[Row]:
+    """First scan and re-scan (other criteria) of the same windows, caches on vs off."""
+    from pipelines.highlights.pipeline import default_frames_per_window
+
+    # One more window than timed: the first warms each server up (its first request pays for
+    # compilation) with yet other criteria, and is left out of the timed scans.
+    warmup, *clips = _clips(work, windows + 1, seconds_per_window=5.0,
+                            frames=default_frames_per_window("smolvlm", 5.0))
+    times = {}
+    from pipelines.engines.vllm_server import VllmServer
+
+    for label, extra in (("caches on", ()), ("caches off", CACHES_OFF)):
+        # As many images per prompt as a window has: vLLM profiles its encoder with that many at
+        # start-up (64 took minutes for a full-size model on 2 cores).
+        server = VllmServer(model, _free_port(), name=name, log_path=work / f"vllm-{label[-3:].strip()}.log",
+                            max_images=len(warmup.frames), extra_args=extra).start()
+        try:
+            server.wait_ready(READY_TIMEOUT_S)
+            _scan_seconds(server, name, "anything at all", [warmup])
+            first, again = (_scan_seconds(server, name, criteria, clips) for criteria in CRITERIA)
+        finally:
+            server.stop()
+        times[label] = (first, again)
+        print(f"vLLM, {label}: first scan {first:.1f} s, re-score with new criteria {again:.1f} s "
+              f"({again / first:.0%} of the first)", flush=True)
+    (first_on, again_on), (first_off, again_off) = times["caches on"], times["caches off"]
+    case = f"re-score with new criteria on vLLM ({len(clips)} windows x {len(clips[0].frames)} frames)"
+    return [
+        Row("engine", case + ": caches on, vs its first scan", again_on, first_on, "s", first_on / again_on,
+            "report", None, note=f"caches off: {again_off:.1f} s vs {first_off:.1f} s"),
+        Row("engine", case + ": caches on vs caches off", again_on, again_off, "s", again_off / again_on,
+            "report", None),
+    ]
+
+
+def _scan_seconds(server, name: str, criteria: str, clips) -> float:
+    from pipelines.engines import server_model_key
+    from pipelines.engines.server import ServerEngine
+    from pipelines.highlights.pipeline import SCORING_SYSTEM_PROMPT, scoring_question
+
+    engine = ServerEngine(server.url, in_flight=4)
+    try:
+        scorer = engine.scorer(server_model_key(name), scoring_question(criteria), ("yes", "no"),
+                               SCORING_SYSTEM_PROMPT)
+        started = time.perf_counter()
+        scorer.score_batch(clips)
+        return time.perf_counter() - started
+    finally:
+        engine.close()
 
 
 # ------------------------------------------------------------------ 8 chat users through the app
@@ -197,7 +263,21 @@ def _pct(values: list[float], pct: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rescore", action="store_true", help="only the re-score rows (vLLM caches on vs off)")
+    parser.add_argument("--stand-in", default=None, help="a full-size random checkpoint for --rescore (e.g. 256m)")
+    parser.add_argument("--windows", type=int, default=16)
     args = parser.parse_args(argv)
+    if args.rescore:
+        from tests import tiny_models
+
+        from .common import stand_in
+
+        work = Path(tempfile.mkdtemp(prefix="vlms-bench-rescore-"))
+        model = stand_in(args.stand_in) if args.stand_in else tiny_models.build_tiny_smolvlm2_vllm(work / "tiny")
+        rows = rescore(model, work, args.windows, name=f"smolvlm2-{args.stand_in or 'tiny'}")
+        print_table(rows)
+        print(f"results: {write_results(rows, 'engine_rescore-cpu')}")
+        return 0
     print_table(run("cpu", args.quick))
     return 0
 

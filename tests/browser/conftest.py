@@ -19,10 +19,8 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -79,16 +77,9 @@ def browser(chromium_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def chatty_smolvlm(tiny_smolvlm, tmp_path_factory) -> Path:
-    """The tiny SmolVLM2 that never says end-of-sequence (``suppress_tokens`` = its EOS ids)."""
-    out = tmp_path_factory.mktemp("chatty") / "tiny-smolvlm2"
-    shutil.copytree(tiny_smolvlm, out)
-    config_file = out / "generation_config.json"
-    config = json.loads(config_file.read_text())
-    eos = config.get("eos_token_id")
-    config["suppress_tokens"] = eos if isinstance(eos, list) else [eos]
-    config_file.write_text(json.dumps(config, indent=2))
-    return out
+def chatty_smolvlm(endless_pair) -> Path:
+    """The tiny SmolVLM2 that never ends an answer on its own (tests/tiny_models.never_ending)."""
+    return endless_pair[0]
 
 
 @pytest.fixture(scope="package")
