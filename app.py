@@ -2,11 +2,11 @@
 
     python app.py [--model M] [--device auto|cpu|cuda] [--dtype auto|bf16|fp16|fp32]
                   [--host 127.0.0.1] [--port 7860] [--share] [--max-file-size MB]
-                  [--engine-url http://HOST:PORT/v1] [--engine-in-flight N]
+                  [--engine-url http://HOST:PORT/v1] [--engine-in-flight N] [--asr M|off]
 
 Every flag has an environment-variable equivalent for Spaces (VLMS_MODEL, VLMS_DEVICE,
 VLMS_DTYPE, VLMS_HOST, VLMS_PORT, VLMS_SHARE, VLMS_MAX_UPLOAD_MB, VLMS_ENGINE_URL,
-VLMS_ENGINE_IN_FLIGHT); the model server's API key comes from VLMS_ENGINE_API_KEY only (never a
+VLMS_ENGINE_IN_FLIGHT, VLMS_ASR); the model server's API key comes from VLMS_ENGINE_API_KEY only (never a
 flag, so it stays out of process listings and logs). Importing this module does no
 model work: models load in the background once the server starts.
 """
@@ -25,7 +25,7 @@ from pipelines import __version__, zerogpu  # isort: skip
 from components.config import ASSETS_DIR, AppConfig
 from pipelines.engines import DEFAULT_IN_FLIGHT
 from pipelines.limits import Limits
-from pipelines.registry import DEFAULT_CPU_MODEL, DEFAULT_CUDA_MODEL, REGISTRY
+from pipelines.registry import ASR_REGISTRY, DEFAULT_ASR_MODEL, DEFAULT_CPU_MODEL, DEFAULT_CUDA_MODEL, REGISTRY
 
 
 def default_model() -> str:
@@ -62,8 +62,13 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
                              "serves join the local ones in every model picker (API key: VLMS_ENGINE_API_KEY)")
     parser.add_argument("--engine-in-flight", type=int, default=int(env("ENGINE_IN_FLIGHT", DEFAULT_IN_FLIGHT)),
                         metavar="N", help=f"requests kept open on the model server at once (default {DEFAULT_IN_FLIGHT})")
+    parser.add_argument("--asr", default=env("ASR", DEFAULT_ASR_MODEL), metavar="M",
+                        help="speech recognition model that hears videos: " + ", ".join(ASR_REGISTRY)
+                             + f", a Whisper hub id or local checkpoint dir, or off (default {DEFAULT_ASR_MODEL})")
     parser.add_argument("--version", action="version", version=f"VLM Studio {__version__}")
     args = parser.parse_args(argv)
+    args.asr = args.asr.strip() or DEFAULT_ASR_MODEL
+    _check_asr(parser, args.asr)
     return AppConfig(
         model=args.model or default_model(),
         device=args.device,
@@ -76,9 +81,22 @@ def parse_args(argv: list[str] | None = None, environ=os.environ) -> AppConfig:
         engine_url=args.engine_url or None,
         engine_api_key=env("ENGINE_API_KEY") or None,
         engine_in_flight=max(1, args.engine_in_flight),
+        asr_model=args.asr,
         # A model server batches: let as many chats run at once as requests may be in flight.
         **({"concurrency": max(AppConfig.concurrency, args.engine_in_flight)} if args.engine_url else {}),
     )
+
+
+def _check_asr(parser: argparse.ArgumentParser, name: str) -> None:
+    """A mistyped speech model is a start-up error, not a surprise at the first video."""
+    from pipelines.errors import ModelUnavailableError
+    from pipelines.registry import asr_enabled, resolve_asr
+
+    if asr_enabled(name):
+        try:
+            resolve_asr(name)
+        except ModelUnavailableError as error:
+            parser.error(f"--asr: {error}")
 
 
 def prepare_temp_dir() -> Path:

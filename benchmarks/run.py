@@ -30,10 +30,12 @@ BENCHMARKS = {
     "memory": "benchmarks.memory",
     "gpu": "benchmarks.gpu",
     "engine": "benchmarks.engine",  # needs vLLM (.ci/install_vllm); not in the defaults
+    "speech": "benchmarks.speech",
 }
 # What a plain run measures on each device: the CPU run compares against the reference
 # approaches; the CUDA run adds the GPU-only figures (decode vs bandwidth, compile, 1-hour scan).
-DEFAULTS = {"cpu": ("frames", "chat", "boundary", "browser", "highlights", "render", "memory"), "cuda": ("chat", "memory", "gpu")}
+DEFAULTS = {"cpu": ("frames", "chat", "boundary", "browser", "highlights", "render", "memory", "speech"),
+            "cuda": ("chat", "memory", "gpu", "speech")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from pipelines.chat import ChatRequest, start_chat
 from pipelines.messages import Turn
+from pipelines.registry import asr_enabled
 from pipelines.timecode import clock
 
 from .adapter import ui_errors
@@ -31,6 +32,7 @@ from .widgets import (
 
 THUMBNAIL_PX = 224
 THUMBNAIL_QUALITY = 85
+CAPTION_CHARS = 80  # what is said beside a frame: a line or two under a thumbnail
 # Tall enough to read, short enough that the message box stays on a 768 px laptop screen
 # (the header above takes ~330 px); never under 300 px on a phone.
 CHAT_HEIGHT = "max(300px, calc(100dvh - 330px))"
@@ -66,11 +68,15 @@ def build_chat_tab(config: AppConfig) -> None:
             model = model_picker(config.model, elem_id="chat-model", runtime=config.runtime)
             controls = generation_controls(limits)
             fps, max_frames = video_controls(limits)
+            hear = gr.Checkbox(value=True, label="Hear the video (its transcript goes in the prompt)",
+                               info="Only videos with speech; the line under the answer says what was added.",
+                               visible=asr_enabled(config.asr_model), elem_id="chat-hear")
 
-    settings = [model, *controls.components(), fps, max_frames]
+    # New inputs go at the END (with defaults), so API clients that pass fewer keep working.
+    settings = [model, *controls.components(), fps, max_frames, hear]
 
     def respond(message, history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
-                image_detail, video_fps, frames_limit, request: gr.Request = None):
+                image_detail, video_fps, frames_limit, hear_video=True, request: gr.Request = None):
         history = copy.deepcopy(history or [])
         with ui_errors():
             new_history = history + [user_message(message)]
@@ -82,6 +88,7 @@ def build_chat_tab(config: AppConfig) -> None:
                 video_fps=float(video_fps) if video_fps else None,
                 max_frames=int(frames_limit) if frames_limit else None,
                 image_detail=image_detail or "auto",
+                asr_model=config.asr_model if hear_video else None,
             )
         with RUNS.running(session_key(request, "chat")) as cancel:
             with ui_errors():
@@ -101,7 +108,7 @@ def build_chat_tab(config: AppConfig) -> None:
         """
         prepared = stream.prepared
         history.append({"role": "assistant", "content": ""})
-        seen = _gallery(prepared.frames_seen)
+        seen = _gallery(prepared.frames_seen, prepared.frames_said)
         stats = format_stats(None, prepared)
         yield history, None, stats, seen
         with ui_errors():
@@ -120,14 +127,14 @@ def build_chat_tab(config: AppConfig) -> None:
         return stopped_stats(line) if was_running else gr.skip()
 
     def retry_last(history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
-                   image_detail, video_fps, frames_limit, request: gr.Request = None):
+                   image_detail, video_fps, frames_limit, hear_video=True, request: gr.Request = None):
         history = copy.deepcopy(history or [])
         last_user = _last_user_index(history)
         if last_user is None:
             raise gr.Error("There is nothing to retry yet.")
         message = textbox_value(history[last_user])
         yield from respond(message, history[:last_user], model, system_prompt, max_new_tokens, greedy,
-                           temperature, top_p, image_detail, video_fps, frames_limit, request=request)
+                           temperature, top_p, image_detail, video_fps, frames_limit, hear_video, request=request)
 
     def undo_last(history):
         history = copy.deepcopy(history or [])
@@ -158,8 +165,18 @@ def _last_user_index(history: list[dict]) -> int | None:
     return None
 
 
-def _gallery(frames_seen) -> list:
-    return [(_thumbnail(frame), clock(seconds, decimals=2)) for frame, seconds in frames_seen]
+def _gallery(frames_seen, frames_said=()) -> list:
+    """Thumbnails captioned with their time and, when the video was heard, what is said then."""
+    said = list(frames_said) or [""] * len(frames_seen)
+    return [(_thumbnail(frame), _caption(seconds, text)) for (frame, seconds), text in zip(frames_seen, said)]
+
+
+def _caption(seconds: float, said: str) -> str:
+    time = clock(seconds, decimals=2)
+    if not said:
+        return time
+    short = said if len(said) <= CAPTION_CHARS else said[:CAPTION_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return f"{time} · “{short}”"
 
 
 def _thumbnail(frame: np.ndarray) -> Image.Image:

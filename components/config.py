@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipelines.engines import DEFAULT_IN_FLIGHT
 from pipelines.limits import LIMITS, Limits
+from pipelines.registry import DEFAULT_ASR_MODEL
 from pipelines.runtime import Runtime
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -29,6 +30,8 @@ class AppConfig:
     engine_url: str | None = None
     engine_api_key: str | None = field(default=None, repr=False)  # never shown or logged
     engine_in_flight: int = DEFAULT_IN_FLIGHT
+    # Speech recognition (Whisper): a registry ASR key, hub id or local dir; "off" hears nothing.
+    asr_model: str = DEFAULT_ASR_MODEL
 
     @property
     def runtime(self) -> Runtime:

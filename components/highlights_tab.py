@@ -5,7 +5,11 @@ outputs. The analysis (every window's score) is kept in a gr.State, so editing t
 or changing the target re-renders from the scores with no model call; pressing "Find highlights"
 again with the same video, model, criteria and window settings reads the score cache.
 API endpoints: ``/highlights`` (analyse + select + render), ``/highlights_criteria`` (suggest
-criteria), ``/highlights_rerender`` (render an edited table).
+criteria), ``/highlights_rerender`` (render an edited table). Speech (issue 17) came last, so its
+inputs are the LAST ones of ``/highlights`` (speech model, speech mode, captions, caption style),
+``/highlights_criteria`` (speech model, speech mode, captions: the suggestion then reads what
+is said) and ``/highlights_rerender`` (captions, caption style), each with a default: older
+callers keep working.
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ from pipelines.highlights import (
     segments_from_rows,
     suggest_criteria,
 )
+from pipelines.highlights import exports
+from pipelines.highlights.captions import CAPTION_STYLES
+from pipelines.highlights.hearing import SPEECH_MODES
 from pipelines.highlights.pipeline import DEFAULT_AUDIO_WEIGHT, WINDOW_MODES
 from pipelines.highlights.preview import crop_preview
 from pipelines.highlights.reframe import ASPECTS, REFRAMES
 from pipelines.highlights.selection import SNAP_MODES, snapped_edges
+from pipelines.registry import asr_choices, asr_enabled
 
 from .adapter import progress_callback, ui_errors
 from .config import ASSETS_DIR, AppConfig
@@ -44,6 +52,7 @@ TARGET, THRESHOLD = "Target length", "Threshold"
 TABLE_HEADERS = ["start (s)", "end (s)", "score", "keep", "on a shot cut"]
 VIDEO_HEIGHT = 360
 DEFAULT_TARGET_SECONDS = 60
+ASR_OFF = "off"
 
 HOW_TO = (
     "Upload a long video, say what counts as a highlight (or let the model suggest it), and press "
@@ -51,7 +60,8 @@ HOW_TO = (
     "Change the target or threshold and press **Find highlights** again, or edit the segment table "
     "(untick *keep*, change times, add rows) and press **Re-render**: both reuse the scores, with no "
     "model call. Edges snap to shot cuts; the sound can count in the score; the reel can be vertical "
-    "(9:16) or square, with the crop following the action."
+    "(9:16) or square, with the crop following the action. With a speech model, windows are also judged by "
+    "what is said in them, captions can be burned into the reel, and the transcript comes as subtitles."
 )
 
 
@@ -75,7 +85,8 @@ def build_highlights_tab(config: AppConfig) -> None:
                                  label="Segments: untick keep to drop, edit times, add rows; then Re-render")
             rerender = gr.Button("Re-render from the table", elem_id="hl-rerender")
             reel = gr.Video(label="Highlight reel", interactive=False, height=VIDEO_HEIGHT, elem_id="hl-reel")
-            files = gr.File(label="Downloads (JSON, SRT chapters, EDL, XSPF)", file_count="multiple",
+            files = gr.File(label="Downloads (JSON, SRT chapters, EDL, XSPF; with speech: the transcript as SRT "
+                                  "and WebVTT, of the video and of the reel)", file_count="multiple",
                             interactive=False, elem_id="hl-files")
             preview = gr.Gallery(label="Crop on a few frames of the reel", columns=4, height=200, object_fit="contain",
                                  elem_id="hl-crop-preview", interactive=False)
@@ -106,26 +117,41 @@ def build_highlights_tab(config: AppConfig) -> None:
                               info="9:16 is 1080x1920, 1:1 is 1080x1080, 16:9 is 1920x1080.")
             reframe = gr.Radio(list(REFRAMES), value="center", label="Crop", elem_id="hl-reframe",
                                info="follow: the crop glides along where things move.")
+            asr = gr.Dropdown([("Off", ASR_OFF), *asr_choices()], value=ASR_OFF, label="Speech model",
+                              allow_custom_value=True, elem_id="hl-asr",
+                              info="Transcribes what is said, for scoring, captions and subtitles. Off: nothing is "
+                                   "transcribed unless captions or speech 'on' ask for it (then the app's speech model).")
+            speech = gr.Radio(list(SPEECH_MODES), value="auto", label="Score with what is said", elem_id="hl-speech",
+                              info="auto: when speech is heard. Criteria can then be about speech.")
+            captions = gr.Checkbox(False, label="Burn captions into the reel", elem_id="hl-captions")
+            caption_style = gr.Radio(list(CAPTION_STYLES), value="lines", label="Caption style", elem_id="hl-caption-style",
+                                     info="lines: up to two lines; words: short word groups.")
     analysis_state = gr.State(None)
 
     def find(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap, windowing,
-             audio_weight, aspect, reframe, progress=gr.Progress(), request: gr.Request = None):
+             audio_weight, aspect, reframe, asr=ASR_OFF, speech="auto", captions=False, caption_style="lines",
+             progress=gr.Progress(), request: gr.Request = None):
         with ui_errors():
             highlight_request = _request(video, model, criteria, window, overlap, frames, select_by, target,
-                                         threshold, padding, snap, windowing, audio_weight, aspect, reframe)
+                                         threshold, padding, snap, windowing, audio_weight, aspect, reframe,
+                                         speech_model(asr, speech, captions, config), speech, captions, caption_style)
             with RUNS.running(session_key(request, SCOPE)) as cancel:
                 result = make_highlights(highlight_request, config.runtime, request_folder("highlights"), cancel,
                                          progress_callback(progress))
             return (*_outputs(result), result.analysis.criteria)
 
-    def suggest_fn(video, model, progress=gr.Progress(), request: gr.Request = None):
+    def suggest_fn(video, model, asr=ASR_OFF, speech="auto", captions=False, progress=gr.Progress(),
+                   request: gr.Request = None):
         with ui_errors():
             if not video:
                 raise BadInputError("Upload a video first.")
+            chosen = speech_model(asr, speech, captions, config) if speech != "off" else ASR_OFF
             with RUNS.running(session_key(request, SCOPE)) as cancel:
-                return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress))
+                return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress),
+                                        asr_model=chosen if asr_enabled(chosen) else None)
 
-    def rerender_fn(state, rows, aspect, reframe, progress=gr.Progress(), request: gr.Request = None):
+    def rerender_fn(state, rows, aspect, reframe, captions=False, caption_style="lines", progress=gr.Progress(),
+                    request: gr.Request = None):
         with ui_errors():
             if not state:
                 raise BadInputError("Find highlights first; then edit the table and re-render.")
@@ -134,8 +160,11 @@ def build_highlights_tab(config: AppConfig) -> None:
             selection = Selection.from_dict(state["selection"]).as_edited()
             shape = ReelShape(aspect or "source", reframe or "center")
             with RUNS.running(session_key(request, SCOPE)) as cancel:
+                if captions and analysis.transcript is None:
+                    raise BadInputError("Captions need a transcript: press Find highlights with a speech model first.")
+                burn = (caption_style or "lines") if captions else None
                 result = finish(analysis, segments, request_folder("highlights"), selection, shape, cancel,
-                                progress_callback(progress), progress_from=0.0)
+                                progress_callback(progress), progress_from=0.0, captions=burn)
             return _outputs(result)
 
     def stop_run(request: gr.Request = None):
@@ -143,12 +172,12 @@ def build_highlights_tab(config: AppConfig) -> None:
 
     outputs = [summary, timeline, table, reel, files, preview, analysis_state]
     settings = [video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap, windowing,
-                audio_weight, aspect, reframe]
+                audio_weight, aspect, reframe, asr, speech, captions, caption_style]
     found = run.click(find, settings, [*outputs, criteria], api_name="highlights",
                       concurrency_id="model", concurrency_limit=config.concurrency)
-    suggested = suggest.click(suggest_fn, [video, model], [criteria], api_name="highlights_criteria",
+    suggested = suggest.click(suggest_fn, [video, model, asr, speech, captions], [criteria], api_name="highlights_criteria",
                               concurrency_id="model", concurrency_limit=config.concurrency)
-    rerendered = rerender.click(rerender_fn, [analysis_state, table, aspect, reframe], outputs,
+    rerendered = rerender.click(rerender_fn, [analysis_state, table, aspect, reframe, captions, caption_style], outputs,
                                 api_name="highlights_rerender")
     select_by.change(lambda by: (gr.update(visible=by != THRESHOLD), gr.update(visible=by == THRESHOLD)),
                      select_by, [target, threshold], api_name=False, queue=False)
@@ -165,8 +194,18 @@ def _examples(video, criteria) -> None:
                     label="Example")
 
 
+def speech_model(chosen, speech, captions, config: AppConfig) -> str:
+    """The speech model a run uses: the one chosen; else, when captions or speech "on" ask for
+    speech, the app's own (``--asr``; the CLI's rule too); else off (a run costs what it did)."""
+    if chosen and asr_enabled(chosen):
+        return chosen
+    configured = config.asr_model or ASR_OFF
+    return configured if (captions or speech == "on") and asr_enabled(configured) else ASR_OFF
+
+
 def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap="shots",
-             windowing="fixed", audio_weight=DEFAULT_AUDIO_WEIGHT, aspect="source", reframe="center") -> HighlightRequest:
+             windowing="fixed", audio_weight=DEFAULT_AUDIO_WEIGHT, aspect="source", reframe="center",
+             asr=ASR_OFF, speech="auto", captions=False, caption_style="lines") -> HighlightRequest:
     if not video:
         raise BadInputError("Upload a video first.")
     by_target = (select_by or TARGET) == TARGET
@@ -188,6 +227,10 @@ def _request(video, model, criteria, window, overlap, frames, select_by, target,
         audio_weight=float(DEFAULT_AUDIO_WEIGHT if audio_weight is None else audio_weight),
         aspect=aspect or "source",
         reframe=reframe or "center",
+        asr_model=asr if asr and asr_enabled(asr) else None,
+        speech=speech or "auto",
+        captions=bool(captions),
+        caption_style=caption_style or "lines",
     )
 
 
@@ -199,7 +242,7 @@ def _outputs(result: HighlightResult) -> tuple:
                              cuts=analysis.cuts, visual=analysis.visual, audio=audio)
     table = pd.DataFrame([[s.start, s.end, None if s.score is None else round(s.score, 3), True,
                            _on_cut(s, analysis.cuts)] for s in result.segments], columns=TABLE_HEADERS)
-    downloads = [str(result.files[kind]) for kind in ("json", "srt", "edl", "xspf") if kind in result.files]
+    downloads = [str(result.files[kind]) for kind in exports.DOWNLOADS if kind in result.files]
     state = {"analysis": analysis.to_dict(), "selection": result.selection.to_dict()}
     reel = str(result.reel) if result.reel else None
     frames = crop_preview(analysis, result.segments, result.shape) if result.reel else []
@@ -239,7 +282,15 @@ def _signals_line(result: HighlightResult) -> str:
     sound = (f"sound weighs {analysis.audio_weight:g}" if analysis.audio is not None
              else "no soundtrack: scored on the picture alone")
     size = f"{shape.output_size[0]}x{shape.output_size[1]} ({shape.aspect}, {shape.reframe})" if shape.output_size else "source shape"
-    return f"  \n{len(analysis.cuts)} shot cuts · {sound} · reel {size}"
+    return f"  \n{len(analysis.cuts)} shot cuts · {sound} · reel {size}{_speech_line(analysis)}"
+
+
+def _speech_line(analysis) -> str:
+    if analysis.transcript is None:
+        return ""
+    if analysis.speech_used:
+        return f" · scored with what is said ({analysis.transcript.model})"
+    return f" · {analysis.speech_note}" if analysis.speech_note else ""
 
 
 def _rows(value) -> list[list]:

@@ -8,6 +8,11 @@ before any generation starts. Videos are decoded in a child process bounded in t
 which gets the SAME built messages and sampled frames whichever it is. Iterating the stream
 yields ``generation.Chunk``s; ``stream.prepared`` tells what the model was given (token counts,
 the video frames with their timestamps, notices).
+
+A request with ``asr_model`` HEARS its video: the transcript (pipelines.speech, cached by content)
+goes into the prompt through the message converter, cut to the ``chat_speech_tokens`` limit
+counted by the chat model's tokenizer; a notice says whether it was added and why not;
+``prepared.frames_said`` holds what is said around each frame of ``frames_seen``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from .engines.base import PreparedChat, fit_to_context
 from .errors import BadInputError
 from .generation import Chunk, GenerationSettings
 from .messages import IMAGE, VIDEO, BuiltConversation, Turn, build_messages
-from .registry import ModelSpec
+from .registry import ModelSpec, asr_enabled
 from .runtime import Runtime
 
 Detail = Literal["auto", "low", "high"]
@@ -40,6 +45,7 @@ class ChatRequest:
     video_fps: float | None = None  # None: the model's default (SmolVLM2 1 fps; PerceptionLM fixed count)
     max_frames: int | None = None  # None: the model's default (SmolVLM2 64; PerceptionLM 32)
     image_detail: Detail = "auto"  # low: one tile per image (fast); high: the model's tiling
+    asr_model: str | None = None  # hear the video with this speech model (None or "off": do not)
 
 
 class ChatStream:
@@ -88,16 +94,40 @@ def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Even
     engine = runtime.engine_for(request.model)
     spec = engine.spec(request.model, runtime)  # a local model loads here: its errors come first
     fps, max_frames = video_sampling(spec, request, runtime)
+    listener = _listener(request, engine, runtime, cancel)
     built = build_messages(
         list(request.turns),
         spec.family,
         load_image=lambda path: media.open_image(path, runtime.limits),
         load_video=lambda path: _load_video_cached(path, fps, max_frames, runtime, cancel),
         system_prompt=request.system_prompt,
+        hear=listener.said if listener is not None else None,
     )
     prepared = engine.prepare(request.model, built, request.settings, request.image_detail, runtime)
     prepared.frames_seen = _frames_seen(built)
+    if listener is not None and listener.note:
+        prepared.notices.append(listener.note)
+        prepared.frames_said = listener.captions([seconds for _, seconds in prepared.frames_seen])
     return prepared
+
+
+def _listener(request: ChatRequest, engine, runtime: Runtime, cancel: threading.Event | None):
+    """The request's ear (pipelines.speech.listening), or None when it does not hear."""
+    if not request.asr_model or not asr_enabled(request.asr_model):
+        return None
+    from .speech.listening import VideoListener  # loads the speech pipeline only for chats that hear
+
+    return VideoListener(request.asr_model, runtime, _token_counter(engine, request.model, runtime), cancel)
+
+
+def _token_counter(engine, model: str, runtime: Runtime):
+    """Tokens a text takes in ``model``'s prompt (control tokens counted as the text they become)."""
+    if getattr(engine, "kind", "local") == "server":
+        # The server's tokenizer is remote: a bound instead (English text averages ~4 characters a
+        # token in these tokenizers; 3 keeps the cut on the safe side).
+        return lambda text: -(-len(text) // 3)
+    tokenizer = runtime.load(model).tokenizer
+    return lambda text: len(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
 def video_sampling(model, request: ChatRequest, runtime: Runtime) -> tuple[float | None, int]:

@@ -62,6 +62,13 @@ class Limits:
     window_seconds: Limit = Limit("window_seconds", 60, 2, 60, "seconds", "Highlight window length")
     frames_per_window: Limit = Limit("frames_per_window", 16, 1, 16, "frames", "Frames per highlight window")
     max_criteria_chars: Limit = Limit("max_criteria_chars", 1000, 10, 4000, "characters", "Highlight criteria length")
+    # What was said in a highlight window, given to the model with its frames (a 30 s window of
+    # speech is ~100 tokens; the bound keeps a window's prompt far inside every model's context).
+    speech_tokens: Limit = Limit("speech_tokens", 160, 16, 1024, "tokens", "Speech given to the model per highlight window")
+    # A chat video's transcript in the prompt: ~150 words a minute is ~200 tokens, so the default
+    # carries about 5 minutes of talk next to 64 frames (~4.9k tokens) in SmolVLM2's 8k context.
+    chat_speech_tokens: Limit = Limit("chat_speech_tokens", 1024, 64, 4096, "tokens",
+                                      "Transcript given to the chat model with a video")
     decode_timeout_s: Limit = Limit("decode_timeout_s", 120, 5, 3600, "seconds", "Time allowed to decode a video's frames")
     decode_memory_mb: Limit = Limit("decode_memory_mb", 8192, 512, 65536, "MB",
                                     "Memory allowed to the process that decodes one video")

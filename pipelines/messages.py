@@ -16,6 +16,9 @@ Media policy (documented in the README):
 - User text is passed as text only. Paths or URLs in it are never opened (media comes only from
   attachments), and chat-template/media tokens in it are neutralised by the processor's
   ``sanitize_control_tokens`` (see chat.py), so text cannot add images or turns.
+- ``hear(path) -> str`` (optional): what is said in a video that reaches the model (its
+  transcript with times, pipelines.speech.listening). A non-empty answer goes in the turn's text
+  item, before the user's words, so it is neutralised exactly like user text.
 """
 
 from __future__ import annotations
@@ -62,13 +65,14 @@ def build_messages(
     load_image: Callable[[str], object],
     load_video: Callable[[str], object],
     system_prompt: str = "",
+    hear: Callable[[str], str] | None = None,
 ) -> BuiltConversation:
     kept = _attachments_to_send(turns, family)
     built = BuiltConversation(messages=[])
     if system_prompt.strip():
         built.messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt.strip()}]})
     for index, turn in enumerate(turns):
-        built.messages.append(_convert_turn(index, turn, kept, load_image, load_video, built))
+        built.messages.append(_convert_turn(index, turn, kept, load_image, load_video, built, hear))
     dropped = sum(len(t.attachments) for t in turns) - len(kept)
     if dropped:
         built.notices.append(_dropped_notice(dropped, family))
@@ -90,8 +94,9 @@ def _attachments_to_send(turns: list[Turn], family: str) -> set[tuple[int, int]]
     return {(t, p) for t, p, _ in everything}
 
 
-def _convert_turn(turn_index, turn, kept, load_image, load_video, built: BuiltConversation) -> dict:
+def _convert_turn(turn_index, turn, kept, load_image, load_video, built: BuiltConversation, hear=None) -> dict:
     content: list[dict] = []
+    said: list[str] = []
     for position, attachment in enumerate(turn.attachments):
         if (turn_index, position) not in kept:
             content.append({"type": "text", "text": f"[{attachment.kind} not shown to the model]\n"})
@@ -104,8 +109,12 @@ def _convert_turn(turn_index, turn, kept, load_image, load_video, built: BuiltCo
             clip = load_video(attachment.path)
             built.videos.append(clip)
             content.append({"type": "video", "video": clip.frames})
-    if turn.text or not content:
-        content.append({"type": "text", "text": turn.text})
+            said.append(hear(attachment.path) if hear is not None else "")
+    # What was said goes before the turn's own words in ONE text item: PerceptionLM's template
+    # trims and concatenates a turn's text items, which would glue two items together.
+    text = "\n\n".join(part for part in [*said, turn.text] if part)
+    if text or not content:
+        content.append({"type": "text", "text": text})
     return {"role": turn.role, "content": content}
 
 

@@ -105,3 +105,77 @@ def _local_spec(path: Path) -> ModelSpec:
     context = int(text.get("max_position_embeddings") or (8192 if family == SMOLVLM else 11520))
     spec = template(str(path.resolve()), str(path.resolve()), f"Local: {path.name}", 0)
     return replace(spec, context_length=context, is_local=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Speech recognition (ASR): a separate, small table. Whisper only (pipelines.speech runs it through
+# transformers' automatic-speech-recognition pipeline). ``resolve_asr`` takes a key, a hub id or a
+# local Whisper checkpoint directory; ``asr_enabled("off")`` is how settings turn speech off.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsrSpec:
+    key: str
+    source: str  # hub repo id or local directory
+    label: str
+    params: int  # 0 = unknown (a local checkpoint)
+    is_local: bool = False
+
+
+ASR_REGISTRY: dict[str, AsrSpec] = {
+    spec.key: spec
+    for spec in (
+        AsrSpec("whisper-tiny", "openai/whisper-tiny", "Whisper tiny", 37_760_640),
+        AsrSpec("whisper-base", "openai/whisper-base", "Whisper base", 72_593_920),
+        AsrSpec("whisper-small", "openai/whisper-small", "Whisper small", 241_734_912),
+    )
+}
+
+# The default is chosen for CPU speed (most users of the app have no GPU): tiny transcribes a
+# minute of speech in ~8 s on 2 cores, base in ~13 s (bf16, full-size random stand-ins decoding
+# 120 tokens per 30 s window; benchmarks/speech.py), small has ~3x base's weights. Base and small
+# are more accurate: pass --asr whisper-base (or whisper-small on a GPU) when that matters more.
+DEFAULT_ASR_MODEL = "whisper-tiny"
+ASR_OFF = frozenset({"off", "none", "no"})
+
+
+def asr_enabled(name: str | None) -> bool:
+    """False for the settings that turn transcription off ("off", "none", "no")."""
+    return (name or "").strip().lower() not in ASR_OFF
+
+
+def asr_choices() -> list[tuple[str, str]]:
+    """(label, key) pairs for a dropdown, in table order."""
+    return [(spec.label, spec.key) for spec in ASR_REGISTRY.values()]
+
+
+def resolve_asr(name: str) -> AsrSpec:
+    """The spec of a speech-recognition model: a key of ``ASR_REGISTRY``, its hub id, or a local
+    directory holding a Whisper checkpoint. Anything else raises ModelUnavailableError."""
+    name = (name or "").strip()
+    if name in ASR_REGISTRY:
+        return ASR_REGISTRY[name]
+    for spec in ASR_REGISTRY.values():
+        if spec.source.lower() == name.lower():
+            return spec
+    path = Path(name).expanduser()
+    if name and path.is_dir():
+        return _local_asr_spec(path)
+    raise ModelUnavailableError(
+        f"Unknown speech recognition model '{name}'. Use one of: {', '.join(ASR_REGISTRY)}, a hub id such as "
+        f"{ASR_REGISTRY[DEFAULT_ASR_MODEL].source}, the path of a local Whisper checkpoint directory, or 'off'."
+    )
+
+
+def _local_asr_spec(path: Path) -> AsrSpec:
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        raise ModelUnavailableError(f"'{path}' is not a speech recognition checkpoint: it has no readable config.json.") from None
+    if model_type != "whisper":
+        raise ModelUnavailableError(
+            f"'{path}' holds a '{model_type}' model; speech recognition takes a Whisper checkpoint (model_type 'whisper')."
+        )
+    resolved = str(path.resolve())
+    return AsrSpec(resolved, resolved, f"Local: {path.name}", 0, is_local=True)

@@ -33,6 +33,10 @@ looked for "yes" in it, which also matched "eyes").
   processed pixels equal the previous frame's, bit for bit (within a batch, or the last frame
   of the previous batch), reuses its features. Scores equal the pixel pass within 1e-4 (fp32,
   both families).
+* Per-clip text (``score_batch(..., texts=[...])``): a line said before the question for each clip
+  (highlights that hear: "Said in this part: ..."), user text like the question, so control
+  tokens in it are neutralised by the processor (``sanitize_control_tokens``). ``count_tokens``
+  measures such text as the prompt will hold it (control tokens split like plain text).
 * A server engine reads the same probabilities from the logprobs of the first answer token
   (pipelines.engines.server); ``answer_token_ids`` and ``option_probability`` are shared.
 """
@@ -120,18 +124,26 @@ class Scorer:
         self._previous: tuple | None = None  # (pixels, masks, features) of the last decoded frame scored
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
-                    frames: Sequence[Sequence[int]] | None = None, decoded: bool = True) -> list[float]:
+                    frames: Sequence[Sequence[int]] | None = None, decoded: bool = True,
+                    texts: Sequence[str] | None = None) -> list[float]:
         """ONE forward pass for all ``clips`` (caller keeps them to one frame count), on a thread
         that ends with it (see pipelines.devices). ``frames``: each clip's frame numbers in the
         source video, so cached frame features are used and new ones kept; ``decoded=False``:
-        the clips' frames are placeholders (module docstring)."""
-        return on_fresh_thread(self._score_batch, clips, cancel, frames, decoded)
+        the clips' frames are placeholders (module docstring); ``texts``: per clip, a line put
+        before the question ("" or None: the question alone)."""
+        return on_fresh_thread(self._score_batch, clips, cancel, frames, decoded, texts)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in a prompt (control tokens counted as the plain text they become)."""
+        return len(self.loaded.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def _score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None,
-                     frames: Sequence[Sequence[int]] | None = None, decoded: bool = True) -> list[float]:
+                     frames: Sequence[Sequence[int]] | None = None, decoded: bool = True,
+                     texts: Sequence[str] | None = None) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
-        inputs = encode_batch(self.loaded, [self._conversation(clip) for clip in clips], "low")
+        texts = texts or [""] * len(clips)
+        inputs = encode_batch(self.loaded, [self._conversation(clip, text) for clip, text in zip(clips, texts)], "low")
         self._check_context(inputs)
         if self.frame_features is None or frames is None:
             logits = self._forward(inputs, cancel)
@@ -172,8 +184,8 @@ class Scorer:
             if known[k] is None:
                 known[k] = last_features
 
-    def _conversation(self, clip: media.VideoClip) -> BuiltConversation:
-        turn = Turn("user", self.question, (Attachment(VIDEO, clip.info.path),))
+    def _conversation(self, clip: media.VideoClip, text: str = "") -> BuiltConversation:
+        turn = Turn("user", with_text(text, self.question), (Attachment(VIDEO, clip.info.path),))
         return build_messages([turn], self.loaded.spec.family, load_image=_no_images,
                               load_video=lambda _path: clip, system_prompt=self.system_prompt)
 
@@ -207,6 +219,11 @@ class Scorer:
             ) from error
 
 
+def with_text(text: str, question: str) -> str:
+    """A clip's own line, then the question (the question alone when there is no line)."""
+    return f"{text.strip()}\n{question}" if text and text.strip() else question
+
+
 def local_logits(loaded: LoadedModel, inputs: dict, **forward_kwargs) -> torch.Tensor:
     """One forward pass in this process (through the model's device-lock hooks)."""
     with torch.inference_mode():
@@ -217,4 +234,5 @@ def _no_images(path: str):
     raise BadInputError("Scoring takes video clips only.")
 
 
-__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "local_logits", "option_probability", "DEFAULT_BATCH_SIZE"]
+__all__ = ["AnswerTokens", "Scorer", "answer_token_ids", "local_logits", "option_probability", "with_text",
+           "DEFAULT_BATCH_SIZE"]

@@ -10,7 +10,8 @@ Contract
   "0:03", not "0:02").
 * ``srt_time(seconds)``: SubRip's ``"HH:MM:SS,mmm"``, to the NEAREST millisecond (a machine-read
   cue time: a player rounds it anyway; flooring would shift every cue a little early).
-* Both clamp a negative time to 0 (nothing here happens before a video starts; a tiny negative is
+* ``vtt_time(seconds)``: WebVTT's ``"HH:MM:SS.mmm"``, rounded the same way.
+* All clamp a negative time to 0 (nothing here happens before a video starts; a tiny negative is
   float error from a subtraction) and raise ``ValueError`` for NaN or an infinity (a bug upstream:
   there is no honest way to print it).
 """
@@ -43,6 +44,11 @@ def srt_time(seconds: float) -> str:
     minutes, rest = divmod(rest, 60_000)
     secs, millis = divmod(rest, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def vtt_time(seconds: float) -> str:
+    """``seconds`` as WebVTT's "HH:MM:SS.mmm", rounded to the nearest millisecond."""
+    return srt_time(seconds).replace(",", ".")
 
 
 def _checked(seconds: float) -> float:

@@ -11,6 +11,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 _GRADIO_TEMP = tempfile.mkdtemp(prefix="vlms-gradio-")
 os.environ["GRADIO_TEMP_DIR"] = _GRADIO_TEMP
+# Score, feature and transcript caches of in-process apps go here, never to the user's home.
+_CACHE = tempfile.mkdtemp(prefix="vlms-cache-")
+os.environ.setdefault("VLMS_CACHE_DIR", _CACHE)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import shutil  # noqa: E402
@@ -39,6 +42,7 @@ def _clean_gradio_temp_dir():
     """Uploads and outputs of the in-process servers go to one temp dir, removed at the end."""
     yield
     shutil.rmtree(_GRADIO_TEMP, ignore_errors=True)
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -98,6 +102,40 @@ def short_video(media_dir) -> Path:
 @pytest.fixture(scope="session")
 def video_20s(media_dir) -> Path:
     return media_factory.make_video(media_dir / "twenty.mp4", seconds=20, fps=15, size=(128, 96), audio=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A ~2 MB random Whisper (real architecture) with word-timestamp support."""
+    return tiny_models.build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+# What the speech video says, and when (seconds): silence before, between and after.
+SPEECH_LINES = ((2.0, "The cat sees the big red ball in the park."), (8.0, "Thank you all for coming."))
+SPEECH_SECONDS = 12.0
+
+
+@pytest.fixture(scope="session")
+def speech_video(media_dir) -> Path:
+    """12 s whose soundtrack is espeak-ng speech at ``SPEECH_LINES`` times and silence elsewhere."""
+    return media_factory.make_speech_video(media_dir / "speech.mp4", SPEECH_SECONDS, SPEECH_LINES)
+
+
+@pytest.fixture(scope="session")
+def speech_spans() -> list[tuple[float, float]]:
+    """(start, end) of each line of ``speech_video``."""
+    return media_factory.speech_spans(SPEECH_LINES)
+
+
+@pytest.fixture(scope="session")
+def silent_video(media_dir) -> Path:
+    return media_factory.make_silent_video(media_dir / "silent.mp4", 6)
+
+
+@pytest.fixture(scope="session")
+def mute_video(media_dir) -> Path:
+    """No audio stream at all."""
+    return media_factory.make_video(media_dir / "mute.mp4", seconds=4, fps=10, size=(128, 96), audio=False)
 
 
 @pytest.fixture()

@@ -300,6 +300,60 @@ def make_moving_object_video(path, seconds: float, fps: float = 10, size=(320, 1
     return _write_av(path, seconds, fps, size, frame_at, _tone_samples if audio else None)
 
 
+_SPEECH_LEVEL = 1e-3  # samples quieter than this at a clip's ends are espeak-ng's padding, trimmed
+
+
+def speak(text: str, words_per_minute: int = 175) -> np.ndarray:
+    """``text`` spoken by Debian's espeak-ng (installed when missing: tests/espeak.py), as float32
+    mono samples at the videos' audio rate, with the silence espeak-ng pads around it trimmed (so
+    a clip placed at t starts sounding at t). Deterministic: same text, same samples."""
+    import subprocess
+    import tempfile
+    import wave
+
+    from tests.espeak import ensure_espeak
+
+    with tempfile.TemporaryDirectory(prefix="vlms-speak-") as folder:
+        wav = Path(folder) / "speech.wav"
+        subprocess.run([ensure_espeak(), "-s", str(words_per_minute), "-w", str(wav), text], check=True,
+                       capture_output=True, timeout=60)
+        with wave.open(str(wav)) as stream:
+            rate, raw = stream.getframerate(), stream.readframes(stream.getnframes())
+    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    loud = np.flatnonzero(np.abs(samples) > _SPEECH_LEVEL)
+    samples = samples[loud[0]:loud[-1] + 1] if len(loud) else samples[:0]
+    times = np.arange(int(len(samples) * _AUDIO_RATE / rate)) / _AUDIO_RATE
+    return np.interp(times, np.arange(len(samples)) / rate, samples).astype(np.float32)
+
+
+def speech_spans(lines) -> list[tuple[float, float]]:
+    """(start, end) seconds of each ``(start, text)`` line as ``make_speech_video`` places it."""
+    return [(start, start + len(speak(text)) / _AUDIO_RATE) for start, text in lines]
+
+
+def make_speech_video(path, seconds: float, lines, fps: float = 10, size=(160, 120)) -> Path:
+    """Speech at KNOWN times and digital silence everywhere else: ``lines`` are ``(start, text)``
+    pairs, each spoken by espeak-ng from ``start`` (see ``speech_spans`` for where each ends); the
+    picture is the usual index-coded drifting gradient."""
+    track = np.zeros(int(round(seconds * _AUDIO_RATE)) + 1024, dtype=np.float32)
+    for start, text in lines:
+        clip = speak(text)
+        first = int(round(start * _AUDIO_RATE))
+        if first + len(clip) > int(seconds * _AUDIO_RATE):
+            raise ValueError(f"{text!r} from {start} s does not end before the video does ({seconds} s)")
+        track[first:first + len(clip)] = 0.8 * clip
+    base = _gradient(*size)
+    return _write_av(path, seconds, fps, size, lambda i: draw_frame(i, base),
+                     lambda first, count: track[first:first + count] if first + count <= len(track)
+                     else np.pad(track[first:], (0, first + count - len(track))))
+
+
+def make_silent_video(path, seconds: float, fps: float = 10, size=(160, 120)) -> Path:
+    """A soundtrack that is all digital silence (a screen recording with the microphone off)."""
+    base = _gradient(*size)
+    return _write_av(path, seconds, fps, size, lambda i: draw_frame(i, base), lambda first, count: np.zeros(count))
+
+
 def make_audio_only(path, seconds: float = 2.0) -> Path:
     """A file with a tone and no video stream: AAC in MP4 (.m4a style), or PCM for ``.wav``."""
     path = Path(path)

@@ -34,6 +34,7 @@ from pipelines.engines.errors import (
 from pipelines.engines.server import ServedModel, ServerEngine, check_servable
 from pipelines.engines.vllm_server import VllmServer
 from pipelines.generation import GenerationSettings
+from pipelines.highlights.hearing import NOTHING_SAID
 from pipelines.highlights.pipeline import SCORING_SYSTEM_PROMPT, probe, scoring_question
 from pipelines.highlights.windows import iter_window_clips, make_windows
 from pipelines.limits import LIMITS
@@ -150,11 +151,16 @@ def test_compare_one_local_model_and_one_on_the_server(runtime, tiny_smolvlm, sa
     assert panes[0].info.weights_bytes > 0
 
 
+def _window_clips(media_dir: Path, name: str, seconds: float) -> list:
+    """3 s windows of 2 frames of a generated video, as a scan cuts them."""
+    video = media_factory.make_video(media_dir / name, seconds=seconds, fps=10, size=(128, 96))
+    info = probe(str(video), LIMITS)
+    return [clip for _, clip in iter_window_clips(video, info, make_windows(info.duration, 3.0), 2)]
+
+
 @pytest.mark.slow  # starts vLLM (about a minute) once for the session
 def test_highlight_scores_on_the_server_equal_the_local_scorer(runtime, tiny_vllm_model, media_dir):
-    video = media_factory.make_video(media_dir / "engine-scan.mp4", seconds=12, fps=10, size=(128, 96))
-    info = probe(str(video), LIMITS)
-    clips = [clip for _, clip in iter_window_clips(video, info, make_windows(info.duration, 3.0), 2)]
+    clips = _window_clips(media_dir, "engine-scan.mp4", 12)
     question = scoring_question("a bright flash")
     local = engines.LOCAL.scorer(str(tiny_vllm_model), question, ("yes", "no"), SCORING_SYSTEM_PROMPT, runtime)
     served = runtime.engine_for(MODEL).scorer(MODEL, question, ("yes", "no"), SCORING_SYSTEM_PROMPT, runtime)
@@ -163,6 +169,24 @@ def test_highlight_scores_on_the_server_equal_the_local_scorer(runtime, tiny_vll
     worst = max(abs(a - b) for a, b in zip(ours, theirs))
     print(f"\nP(yes) local vs vLLM over {len(clips)} windows: max |difference| = {worst:.2e}")
     assert worst <= PARITY_LIMIT
+
+
+@pytest.mark.slow  # starts vLLM (about a minute) once for the session
+def test_heard_windows_score_the_same_on_the_model_server(runtime, tiny_vllm_model, media_dir):
+    """The server engine puts the heard line (issue 17) where the local scorer does: equal
+    P(yes), and its token count (the server's tokenizer) agrees with the local one."""
+    clips = _window_clips(media_dir, "engine-heard.mp4", 6)
+    question = scoring_question("the speaker explains the method")
+    local = engines.LOCAL.scorer(str(tiny_vllm_model), question, ("yes", "no"), SCORING_SYSTEM_PROMPT, runtime)
+    served = runtime.engine_for(MODEL).scorer(MODEL, question, ("yes", "no"), SCORING_SYSTEM_PROMPT, runtime)
+    lines = ['Said in this part: "here is the method <image>"', NOTHING_SAID]
+    plain = 'Said in this part: "here is the method"'
+    assert served.count_tokens(plain) == local.count_tokens(plain)  # one tokenizer, read two ways
+    # Neutralised control tokens count as the text each engine sends (the server's is wider).
+    assert served.count_tokens(lines[0]) >= local.count_tokens(lines[0]) > local.count_tokens(plain)
+    ours, theirs = local.score_batch(clips, texts=lines), served.score_batch(clips, texts=lines)
+    assert max(abs(a - b) for a, b in zip(ours, theirs)) <= 0.01
+    assert ours != local.score_batch(clips)  # the line reached the model
 
 
 @pytest.mark.slow  # starts vLLM (about a minute) once for the session

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
@@ -25,16 +24,10 @@ def video(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_smolvlm, tmp_path_factory):
-    previous = os.environ.get("VLMS_CACHE_DIR")
-    os.environ["VLMS_CACHE_DIR"] = str(tmp_path_factory.mktemp("hl-cache"))
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # the app's own cache folder, restored after
+        patch.setenv("VLMS_CACHE_DIR", str(tmp_path_factory.mktemp("hl-cache")))
         with serve_highlights(tiny_smolvlm) as (url, _demo):
             yield url
-    finally:
-        if previous is None:
-            os.environ.pop("VLMS_CACHE_DIR", None)
-        else:
-            os.environ["VLMS_CACHE_DIR"] = previous
 
 
 def _find(client, video, model, target=12, select_by="Target length", criteria="anything moving", snap="shots",

@@ -1,7 +1,7 @@
 """Shots, sound and shapes (issue 15) on generated media and tiny checkpoints: edges snapped to
 known cuts, a loud burst found by the audio signal, a vertical reel whose crop follows a moving
-object, the selection guarantees with snapping on (property-based), and the CLI's acceptance
-command."""
+object and, before any motion, a face, the scan's frames kept by the signals pass (one decoding),
+the selection guarantees with snapping on (property-based), and the CLI's acceptance command."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from pipelines import media
 from pipelines.errors import BadInputError
 from pipelines.highlights import HighlightRequest, ReelShape, ScoreCache, Selection, Window, analyse, finish, make_highlights
 from pipelines.highlights import make_windows, select, signals, total_seconds
-from pipelines.highlights.reframe import crop_paths, crop_size, max_step
+from pipelines.highlights.reframe import crop_paths, crop_size, face_aims, max_step
 from pipelines.highlights.selection import merge
 from pipelines.runtime import Runtime
-from tests import media_factory
+from tests import face_media, media_factory
 
 RUNTIME = Runtime(device="cpu", dtype="fp32")
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +46,11 @@ def burst_clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def moving_clip(tmp_path_factory) -> Path:
     return media_factory.make_moving_object_video(tmp_path_factory.mktemp("move") / "move.mp4", 16, fps=FPS)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory) -> Path:
+    return face_media.make_face_video(tmp_path_factory.mktemp("face") / "face.mp4", 16, fps=FPS)
 
 
 @pytest.fixture()
@@ -235,6 +240,117 @@ def test_a_vertical_follow_reel_keeps_the_moving_object_in_the_middle(moving_cli
     centred = finish(result.analysis, result.segments, tmp_path / "center", shape=ReelShape("9:16", "center"))
     _size, _audio, still = _object_columns(centred.reel)
     assert sum(1080 / 3 <= c <= 2 * 1080 / 3 for c in still) < 0.6 * len(still)  # a fixed crop loses it
+
+
+# --- faces ---------------------------------------------------------------------------------
+
+
+def test_the_bundled_cascade_finds_the_drawn_face_on_a_still_and_nothing_without_it():
+    import cv2
+
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + signals.FACE_CASCADE)
+    assert not cascade.empty()
+    picture = face_media.background(320, 180)
+    empty = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
+    face_media.draw_face(picture, 100, 76, 52)
+    for grey in (cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), empty):
+        small = cv2.resize(grey, (signals.FACE_WIDTH, 108), interpolation=cv2.INTER_AREA)
+        found = cascade.detectMultiScale(small, signals.FACE_SCALE_STEP, signals.FACE_NEIGHBOURS,
+                                         minSize=(signals.FACE_MIN_PX, signals.FACE_MIN_PX))
+        if grey is empty:
+            assert len(found) == 0
+        else:
+            (x, y, w, h), = found
+            assert abs((x + w / 2) / signals.FACE_WIDTH - 100 / 320) < 0.03 and abs((y + h / 2) / 108 - 76 / 180) < 0.05
+
+
+def test_the_signals_pass_finds_the_moving_face_at_every_look_and_not_the_noise(face_clip):
+    found = signals.measure(face_clip, media.probe_video(face_clip))
+    assert len(found.faces) == round(16 / signals.FACE_S)
+    for step, faces in enumerate(found.faces):
+        (x, y, width), = faces  # one face, never the noise block
+        assert abs(x - face_media.face_x(step * signals.FACE_S, 320) / 320) < 0.03 and 0.35 < y < 0.5
+        assert 0.15 < width < 0.3
+    assert max(amount for _x, _y, amount in found.motion) > 0.01  # the distractor moves a lot
+
+
+def test_faces_steer_only_when_seen_twice_are_held_through_gaps_and_keep_the_face_they_follow():
+    reach = round(1.0 / signals.FACE_S)
+    lone = [(), ((0.2, 0.5, 0.2),), (), (), (), (), ()]
+    assert face_aims(lone) == (None,) * len(lone)  # a single look: likely a false face
+    gap = [((0.3, 0.5, 0.2),), ((0.32, 0.5, 0.2),), *([()] * (reach + 2))]
+    aims = face_aims(gap)
+    assert aims[:2 + reach] == ((0.3, 0.5), (0.32, 0.5), *[(0.32, 0.5)] * reach) and aims[-1] is None
+    # Two faces: the crop stays with the one it follows while it is not much smaller than the other...
+    two = [((0.7, 0.5, 0.25), (0.2, 0.5, 0.22)), ((0.7, 0.5, 0.22), (0.2, 0.5, 0.25)), ((0.7, 0.5, 0.21), (0.2, 0.5, 0.25))]
+    assert [aim[0] for aim in face_aims(two)] == [0.7, 0.7, 0.7]
+    # ...and moves to the biggest once it is.
+    shrinking = [*two, ((0.2, 0.5, 0.3), (0.7, 0.5, 0.1)), ((0.2, 0.5, 0.3), (0.7, 0.5, 0.1))]
+    assert face_aims(shrinking)[-1][0] == 0.2
+
+
+@pytest.mark.slow  # scores and renders a follow reel end to end (~25 s on 2 cores): not in the fast tier
+def test_a_vertical_follow_reel_keeps_the_face_in_the_middle_not_the_busier_distractor(face_clip, tiny_smolvlm,
+                                                                                     cache, tmp_path):
+    import dataclasses
+
+    result = make_highlights(_request(face_clip, tiny_smolvlm, target_seconds=None, threshold=0.0, aspect="9:16",
+                                      reframe="follow"), RUNTIME, tmp_path, cache=cache)
+    with av.open(str(result.reel)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (1080, 1920) and container.streams.audio
+        columns = [face_media.skin_columns(f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    assert len(columns) == round(result.selected_seconds * FPS)
+    assert sum(1080 / 3 <= c <= 2 * 1080 / 3 for c in columns) >= 0.9 * len(columns)
+    info, found = result.analysis.info, result.analysis.signals
+    for path in crop_paths(ReelShape("9:16", "follow"), result.segments, info, found):
+        assert np.abs(np.diff(path.xs)).max() <= max_step(info.width, info.fps) + 1  # glides, never jumps
+    # Steering by motion alone follows the noise block instead: the face leaves the middle.
+    blind = dataclasses.replace(found, faces=())
+    kept = 0
+    for segment, path in zip(result.segments, crop_paths(ReelShape("9:16", "follow"), result.segments, info, blind)):
+        for k, left in enumerate(path.xs):
+            kept += left + path.width / 3 <= face_media.face_x(segment.start + k / FPS, info.width) <= left + 2 * path.width / 3
+    assert kept < 0.6 * len(columns)
+
+
+# --- one decoding pass -------------------------------------------------------------------------
+
+
+def test_the_signals_pass_keeps_exactly_the_frames_the_scan_would_decode(tmp_path):
+    videos = [media_factory.make_video(tmp_path / "b.mp4", 6, fps=25, gop=40, bframes=2, audio=True),
+              media_factory.make_video(tmp_path / "r.mkv", 4, fps=24, rotation=90)]
+    for video in videos:
+        info = media.probe_video(video)
+        wanted = [*range(0, info.frame_count, 7), info.frame_count + 5, 3]  # past the end, out of order
+        kept = signals.read_signals_and_frames(video, info, wanted)
+        assert kept.signals == signals.read_signals(video, info)
+        assert np.array_equal(kept.frames, media.read_frames(video, wanted, info, backend="pyav"))
+    vfr = media_factory.make_vfr_video(tmp_path / "vfr.mp4", size=(128, 96))
+    assert signals.read_signals_and_frames(vfr, media.probe_video(vfr), [0, 5]).frames is None  # the scan decodes
+
+
+def test_a_scan_takes_its_frames_from_the_signals_pass_and_scores_as_its_own_decoding(shots_clip, tiny_smolvlm,
+                                                                                      tmp_path, monkeypatch):
+    from pipelines import isolation
+
+    children, real_run = [], isolation.run
+
+    def run(function, *args, **kwargs):
+        children.append(getattr(function, "func", function).__name__)
+        return real_run(function, *args, **kwargs)
+
+    monkeypatch.setattr(isolation, "run", run)
+    request = _request(shots_clip, tiny_smolvlm)
+    one_pass = analyse(request, RUNTIME, cache=ScoreCache(tmp_path / "one"))
+    assert children.count("read_signals_and_frames") == 1 and "read_frames" not in children
+    # The same scan with the signals already known (cached) decodes its frames itself: same scores.
+    children.clear()
+    own = ScoreCache(tmp_path / "own")
+    own.store(own.key("signals", video=one_pass.video_hash, version=signals.SIGNALS_VERSION), one_pass.signals.to_dict())
+    decoded = analyse(request, RUNTIME, cache=own)
+    assert "read_frames" in children and "read_signals_and_frames" not in children
+    assert decoded.visual == one_pass.visual and not decoded.from_cache
 
 
 @pytest.mark.parametrize("aspect, size", [("1:1", (1080, 1080)), ("16:9", (1920, 1080))])

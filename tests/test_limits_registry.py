@@ -30,7 +30,7 @@ def test_limits_from_env_are_clamped_to_bounds():
 def test_limits_are_typed_attributes_and_with_value_copies():
     assert all(isinstance(getattr(LIMITS, name), Limit) and getattr(LIMITS, name).name == name
                for name in Limits.names())
-    assert len(Limits.names()) == len(set(Limits.names())) == 18
+    assert len(Limits.names()) == len(set(Limits.names())) == 20  # + speech_tokens, chat_speech_tokens (issue 17)
     changed = LIMITS.with_value("max_frames", 8)
     assert changed.max_frames.value == 8 and LIMITS.max_frames.value == 64  # a copy
     assert LIMITS.with_value("max_frames", 0).max_frames.value == 1  # clamped

@@ -82,7 +82,7 @@ def _chat_events(web, demo, files: list[dict]) -> dict:
     fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "chat")
     session = uuid.uuid4().hex[:12]
     data = [{"text": "What is this?", "files": files}, [], demo.vlm_status.config.model, "", 3, True, 0.7, 0.9,
-            "auto", 1.0, 0]
+            "auto", 1.0, 0, True]  # every input: raw HTTP gets no defaults filled in
     joined = web.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
                                                        "event_data": None, "trigger_id": None})
     assert joined.status_code == 200
@@ -93,6 +93,12 @@ def _chat_events(web, demo, files: list[dict]) -> dict:
                 if message.get("msg") == "process_completed":
                     return message
     raise AssertionError("no completion event")
+
+
+def test_the_raw_chat_request_itself_is_answered(web, app):
+    """The positive control of the refusals below: the same raw request without a crafted file
+    succeeds (so they fail for the file, not for a malformed request)."""
+    assert _chat_events(web, app[1], [])["success"] is True
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "{temp}/../../etc/passwd", str(ASSETS_DIR / "scene.jpg"),

@@ -42,10 +42,23 @@ Builders
     no weights).
 ``build(family_or_size, out_dir)``
     Dispatch on "smolvlm2", "perception_lm" or one of the sizes above.
+``build_tiny_whisper(out_dir)``
+    ~1 MB Whisper (``WhisperForConditionalGeneration``: d_model 64, 2 + 2 layers, 80 mel bins,
+    the real 1500 encoder positions so 30 s windows fit) with a tiny offline tokenizer that has
+    Whisper's special tokens (``<|startoftranscript|>``, two languages, tasks, ``<|nocaptions|>``,
+    ``<|notimestamps|>``) followed by the 1501 timestamp tokens ``<|0.00|>``..``<|30.00|>``, a
+    ``WhisperFeatureExtractor`` / ``WhisperProcessor``, and a generation config with everything
+    transformers' speech-recognition pipeline reads for timestamps (``no_timestamps_token_id``,
+    ``lang_to_id``, ``task_to_id``, ``alignment_heads`` for word timestamps). Reloads offline with
+    ``AutoProcessor`` + ``AutoModelForSpeechSeq2Seq``. ``word_timestamps=False`` leaves
+    ``alignment_heads`` out (a checkpoint with segment timestamps only).
+``build_full_size_whisper(size, out_dir)``
+    Random stand-in for ``tiny`` or ``base`` with the real shapes (vocab 51865, 80 mel bins;
+    parameter count checked against ``WHISPER_PARAMS``); the tokenizer stays the tiny one.
 
 CLI::
 
-    python tests/tiny_models.py --family smolvlm2|perception_lm --out DIR
+    python tests/tiny_models.py --family smolvlm2|perception_lm|whisper --out DIR
     python tests/tiny_models.py --size 256m|500m|2.2b|plm-1b --out DIR [--dtype bf16|fp32] [--device cpu|cuda]
     python tests/tiny_models.py --size 256m,2.2b,plm-1b --count-only   # meta device, one JSON line each
 
@@ -81,7 +94,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,7 +111,10 @@ __all__ = [
     "build_full_size",
     "build_tiny_perception_lm",
     "build_tiny_smolvlm2",
+    "build_tiny_whisper",
+    "build_full_size_whisper",
     "count_full_size",
+    "WHISPER_PARAMS",
 ]
 
 SEED = 0
@@ -611,16 +626,26 @@ def build_tiny_perception_lm(out_dir) -> Path:
 
 
 def never_ending(checkpoint, out_dir) -> Path:
-    """A copy of a tiny checkpoint whose end-of-text tokens are suppressed, so every answer runs
-    to ``max_new_tokens``. For tests of Stop: a random model may end by chance after a dozen
-    tokens (the tiny PerceptionLM does on "Tell a long story."), before the Stop arrives."""
-    out_dir = Path(out_dir)
-    shutil.copytree(checkpoint, out_dir, dirs_exist_ok=True)
-    config_path = out_dir / "generation_config.json"
-    config = json.loads(config_path.read_text())
-    ends = config.get("eos_token_id")
-    config["suppress_tokens"] = sorted(set(ends if isinstance(ends, list) else [ends]))
-    config_path.write_text(json.dumps(config, indent=2))
+    """A view of ``checkpoint`` that never ends an answer on its own and never "says" only tokens
+    that decode to nothing: its generation config suppresses every special and added token (EOS
+    included) and every id past the tokenizer (the stand-ins pair the real vocabulary size with a
+    small tokenizer). Every answer then runs to ``max_new_tokens``, which tests of Stop and the
+    speed benchmarks need: a random model may otherwise end by chance after a dozen tokens (the
+    tiny PerceptionLM does on "Tell a long story."). The weights are linked, not copied."""
+    from transformers import AutoTokenizer
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in checkpoint.iterdir():
+        target = out_dir / item.name
+        if not target.exists() and item.name != "generation_config.json":
+            target.symlink_to(item.resolve())
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    vocab_size = json.loads((checkpoint / "config.json").read_text())["text_config"]["vocab_size"]
+    silent = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder) | set(range(len(tokenizer), vocab_size))
+    config = json.loads((checkpoint / "generation_config.json").read_text())
+    config["suppress_tokens"] = sorted(silent)
+    (out_dir / "generation_config.json").write_text(json.dumps(config, indent=2))
     return out_dir
 
 
@@ -678,7 +703,107 @@ def build(family_or_size: str, out_dir) -> Path:
         return build_tiny_smolvlm2(out_dir)
     if key in ("perception_lm", "perceptionlm", "plm", "tiny_perception_lm"):
         return build_tiny_perception_lm(out_dir)
+    if key in ("whisper", "tiny_whisper"):
+        return build_tiny_whisper(out_dir)
     return build_full_size(family_or_size, out_dir)
+
+
+# --------------------------------------------------------------------------------------
+# Whisper (speech recognition)
+# --------------------------------------------------------------------------------------
+
+# Published parameter counts of the real checkpoints, which the stand-ins must reproduce.
+WHISPER_PARAMS = {"tiny": 37_760_640, "base": 72_593_920}
+
+_WHISPER_SPECS = {
+    "whisper-tiny-random": dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                                decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=None),
+    "tiny": dict(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                 decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536, vocab_size=51865),
+    "base": dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
+                 decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, vocab_size=51865),
+}
+# Same order as the real multilingual vocabulary: <|endoftext|>, <|startoftranscript|>, the
+# languages, the tasks, ..., <|nocaptions|> (the no-speech token), <|notimestamps|>; the timestamp
+# tokens follow <|notimestamps|> directly (transformers finds them as "<|notimestamps|> + 1").
+WHISPER_LANGUAGES = ("en", "fr")
+_WHISPER_SPECIALS = ("<|startoftranscript|>", *(f"<|{code}|>" for code in WHISPER_LANGUAGES), "<|translate|>",
+                     "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>")
+WHISPER_TIMESTAMPS = 1501  # <|0.00|> .. <|30.00|> in 0.02 s steps
+
+
+def make_whisper_tokenizer():
+    """A tiny byte-level BPE in ``WhisperTokenizer`` with Whisper's special and timestamp tokens."""
+    from tokenizers import AddedToken
+    from transformers import WhisperTokenizer
+
+    trained = json.loads(_train_bpe(["<|endoftext|>"]).to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
+    tokenizer = WhisperTokenizer(vocab=trained["vocab"], merges=merges, extra_special_tokens=list(_WHISPER_SPECIALS),
+                                 model_max_length=448)
+    tokenizer.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", lstrip=False, rstrip=False, normalized=False,
+                                     special=False) for i in range(WHISPER_TIMESTAMPS)])
+    return tokenizer
+
+
+def _whisper_parts(size: str, word_timestamps: bool = True):
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperProcessor
+
+    spec = dict(_WHISPER_SPECS[size])
+    tokenizer = make_whisper_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in ("<|endoftext|>", *_WHISPER_SPECIALS)}
+    end, start = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    assert ids["<|notimestamps|>"] + 1 == tokenizer.convert_tokens_to_ids("<|0.00|>")
+    vocab = max(spec.pop("vocab_size") or len(tokenizer), len(tokenizer))
+    # The real checkpoints suppress a leading blank (220 in GPT-2's vocabulary) and an immediate end.
+    blank = tokenizer.convert_tokens_to_ids("Ġ")
+    config = WhisperConfig(vocab_size=vocab, num_mel_bins=80, max_source_positions=1500, max_target_positions=448,
+                           decoder_start_token_id=start, bos_token_id=end, eos_token_id=end, pad_token_id=end,
+                           begin_suppress_tokens=[blank, end], suppress_tokens=[], **spec)
+    layers, heads = spec["decoder_layers"], spec["decoder_attention_heads"]
+    generation = GenerationConfig(
+        decoder_start_token_id=start, bos_token_id=end, eos_token_id=end, pad_token_id=end, max_length=448,
+        # A random decoder rarely ends by itself: 24 tokens per 30 s window keep tests quick (the
+        # full-size stand-ins leave it to the caller, as the real checkpoints do).
+        **({"max_new_tokens": 24} if size == "whisper-tiny-random" else {}),
+        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
+        is_multilingual=True, lang_to_id={f"<|{code}|>": ids[f"<|{code}|>"] for code in WHISPER_LANGUAGES},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        begin_suppress_tokens=[blank, end], suppress_tokens=[], max_initial_timestamp_index=50,
+        # The real checkpoints name a few cross-attention heads of the upper decoder layers.
+        **({"alignment_heads": [[layer, head] for layer in range(layers // 2, layers) for head in range(heads)]}
+           if word_timestamps else {}),
+    )
+    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000, hop_length=160, chunk_length=30,
+                                        n_fft=400)
+    return config, WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer), generation
+
+
+def _instantiate_whisper(config, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    from transformers import WhisperForConditionalGeneration
+
+    torch.manual_seed(SEED)
+    with torch.device(device):
+        model = WhisperForConditionalGeneration._from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def build_tiny_whisper(out_dir, word_timestamps: bool = True) -> Path:
+    """Build the ~1 MB random Whisper checkpoint into ``out_dir`` and return its path."""
+    config, processor, generation = _whisper_parts("whisper-tiny-random", word_timestamps)
+    return _save(_instantiate_whisper(config), processor, generation, out_dir)
+
+
+def build_full_size_whisper(size: str, out_dir, dtype=None, device: str = "cpu") -> Path:
+    """Random stand-in for Whisper ``tiny`` or ``base`` with the real shapes (count checked)."""
+    if size not in WHISPER_PARAMS:
+        raise ValueError(f"unknown Whisper size {size!r}; choose one of {', '.join(WHISPER_PARAMS)}")
+    config, processor, generation = _whisper_parts(size)
+    model = _instantiate_whisper(config, _resolve_dtype(dtype, torch.float32), device)
+    count = _count(model)
+    if count != WHISPER_PARAMS[size]:
+        raise AssertionError(f"whisper-{size}: {count:,} parameters, expected {WHISPER_PARAMS[size]:,}")
+    return _save(model, processor, generation, out_dir)
 
 
 def _dir_size(path: Path) -> int:
@@ -688,7 +813,7 @@ def _dir_size(path: Path) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--family", choices=["smolvlm2", "perception_lm"], help="tiny random checkpoint")
+    what.add_argument("--family", choices=["smolvlm2", "perception_lm", "whisper"], help="tiny random checkpoint")
     what.add_argument(
         "--size", help="full-size stand-in: " + ", ".join(FULL_SIZES) + " (with --count-only: a comma-separated list)"
     )

@@ -59,6 +59,7 @@ class PreparedChat:
     visual_tokens: int
     image_detail: str
     frames_seen: list = field(default_factory=list)
+    frames_said: list[str] = field(default_factory=list)  # what is said around each frame seen (speech)
     notices: list[str] = field(default_factory=list)
     engine: "Engine | None" = None
     model: str = ""
@@ -70,9 +71,14 @@ class ClipScorer(Protocol):
     frame_features: object | None  # pipelines.features.FrameFeatures, when the engine keeps them
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
-                    frames: Sequence[Sequence[int]] | None = None, decoded: bool = True) -> list[float]:
+                    frames: Sequence[Sequence[int]] | None = None, decoded: bool = True,
+                    texts: Sequence[str] | None = None) -> list[float]:
         """P(options[0]) per clip, in order (``frames``: each clip's source frame numbers;
-        ``decoded=False``: placeholder frames, only for a scorer with ``frame_features``)."""
+        ``decoded=False``: placeholder frames, only for a scorer with ``frame_features``;
+        ``texts``: per clip, a line said before the question)."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's prompt."""
 
 
 class Engine(Protocol):

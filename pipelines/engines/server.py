@@ -57,7 +57,7 @@ from ..generation import Chunk, GenerationSettings
 from ..limits import LIMITS
 from ..messages import VIDEO, Attachment, BuiltConversation, Turn, build_messages
 from ..registry import PERCEPTION_LM, REGISTRY, SMOLVLM, ModelSpec, resolve
-from ..scoring import answer_token_ids
+from ..scoring import answer_token_ids, with_text
 from .base import Capabilities, PreparedChat
 from .errors import (
     EngineRefusedError,
@@ -405,26 +405,32 @@ class ServerScorer:
         self.engine, self.served = engine, served
         self.question = question.strip()
         self.system_prompt = system_prompt
-        self.answers = answer_token_ids(RemoteTokenizer(engine.client, served.id), options)
+        self.tokenizer = RemoteTokenizer(engine.client, served.id)
+        self.answers = answer_token_ids(self.tokenizer, options)
         self.ids = sorted(set(self.answers.positive) | set(self.answers.negative))
         self._use_ids = True  # logprob_token_ids until the server says it does not know it
         self.frame_features = None  # frames always travel as pixels; vLLM caches what it encoded
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
-                    frames=None, decoded: bool = True) -> list[float]:
+                    frames=None, decoded: bool = True, texts: Sequence[str] | None = None) -> list[float]:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
-        futures = [self.engine.submit(self.score_clip, clip, cancel) for clip in clips]
+        texts = texts or [""] * len(clips)
+        futures = [self.engine.submit(self.score_clip, clip, cancel, text) for clip, text in zip(clips, texts)]
         try:
             return [future.result() for future in futures]
         finally:
             for future in futures:
                 future.cancel()  # those not started yet (an error or Stop ended the batch)
 
-    def score_clip(self, clip: media.VideoClip, cancel: threading.Event | None = None) -> float:
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the server's tokenizer (control tokens as the neutralised text)."""
+        return len(self.tokenizer.encode(_CONTROL.sub("\uff1c", text)))
+
+    def score_clip(self, clip: media.VideoClip, cancel: threading.Event | None = None, text: str = "") -> float:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Stopped.")
-        turn = Turn("user", self.question, (Attachment(VIDEO, clip.info.path),))
+        turn = Turn("user", with_text(text, self.question), (Attachment(VIDEO, clip.info.path),))
         built = build_messages([turn], SMOLVLM, load_image=_no_images, load_video=lambda _path: clip,
                                system_prompt=self.system_prompt)
         body = {"model": self.served.id, "messages": openai_messages(built), "max_tokens": 1, "temperature": 0.0,

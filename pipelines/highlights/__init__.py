@@ -11,6 +11,9 @@ Public API (no gradio; the Highlights tab and ``python -m pipelines.highlights``
   a ``ReelShape`` + JSON, SRT, EDL, XSPF); ``make_highlights(request, runtime, out_dir, ...)``
   runs all three;
 * ``suggest_criteria(video, model, runtime)``: the model's own idea of what a highlight is;
+* speech (issue 17): ``HighlightRequest(asr_model=..., speech="auto"|"on"|"off", captions=...,
+  caption_style="lines"|"words")``; windows are scored with what is said in them (hearing.py),
+  captions are burned into the reel (captions.py), the transcript is exported as SRT and WebVTT;
 * building blocks: ``make_windows``, ``select``, ``Selection``, ``segments_from_rows``,
   ``render_reel``, ``ReelShape``, ``exports``, ``signals``, ``ScoreCache``.
 

@@ -3,7 +3,8 @@
     python -m pipelines.highlights VIDEO_OR_FOLDER [...] --model M (--criteria TEXT | --auto-criteria)
         (--target-seconds N | --threshold T) [--window-seconds W] [--snap shots|none]
         [--windows fixed|shots] [--audio-weight W] [--aspect source|9:16|1:1|16:9]
-        [--reframe center|follow] [--engine-url URL [--engine-in-flight K]] [--jobs N] --out DIR
+        [--reframe center|follow] [--asr MODEL] [--speech auto|on|off] [--captions]
+        [--caption-style lines|words] [--engine-url URL [--engine-in-flight K]] [--jobs N] --out DIR
 
 writes DIR/<video stem>/highlights.mp4, .json, .srt, .edl and .xspf for every video (a folder
 stands for the videos in it, by extension, sorted), with a progress bar per video (one job) or a
@@ -20,6 +21,15 @@ videos in flight (decoding in bounded child processes, scoring on the engine). A
 leaves a stamp (``DIR/.done/<stem>.json``: the video's size and time, and the settings), so after
 a crash or Ctrl-C the same command skips it and goes on with the rest (``--redo`` ignores stamps).
 Last line: the totals.
+
+Speech: ``--asr MODEL`` (a speech-model key such as whisper-tiny, its hub id, or a local Whisper
+checkpoint dir) transcribes each video first (cached like the scores). Then each window's score
+hears what is said in it (``--speech auto``, the default; ``off`` scores frames only), and the
+folder also gets transcript.srt/.vtt (source time) and reel-transcript.srt/.vtt (the reel's
+time). ``--captions`` burns what is said into the reel (``--caption-style lines``: at most two
+lines; ``words``: short word groups). Without ``--asr`` nothing is transcribed (a run costs what
+it did before), unless ``--captions`` or ``--speech on`` asks for speech: then the default speech
+model is used (``--asr off`` forbids it).
 """
 
 from __future__ import annotations
@@ -37,9 +47,11 @@ from pathlib import Path
 from ..engines import DEFAULT_IN_FLIGHT, is_server_model, server_engine, server_model_key
 from ..errors import GenerationCancelled, VLMError
 from ..limits import Limits
-from ..registry import DEFAULT_CPU_MODEL, REGISTRY
+from ..registry import ASR_REGISTRY, DEFAULT_ASR_MODEL, DEFAULT_CPU_MODEL, REGISTRY, asr_enabled
 from ..runtime import Runtime
 from .cache import ScoreCache
+from .captions import CAPTION_STYLES
+from .hearing import SPEECH_MODES
 from .pipeline import DEFAULT_AUDIO_WEIGHT, DEFAULT_WINDOW_SECONDS, WINDOW_MODES, HighlightRequest, make_highlights
 from .reframe import ASPECTS, REFRAMES
 from .selection import SNAP_MODES
@@ -118,6 +130,16 @@ def build_parser(limits: Limits | None = None) -> argparse.ArgumentParser:
                         help="reel shape: source, 9:16 (1080x1920), 1:1 (1080x1080) or 16:9 (1920x1080)")
     parser.add_argument("--reframe", choices=REFRAMES, default="center",
                         help="crop in the middle, or follow the action (default center)")
+    parser.add_argument("--asr", default=os.environ.get("VLMS_ASR") or None, metavar="MODEL",
+                        help=f"transcribe with this speech model ({', '.join(ASR_REGISTRY)}, a hub id or a local "
+                             f"Whisper dir; 'off': never). Default: none, or {DEFAULT_ASR_MODEL} when --captions or "
+                             "--speech on asks for speech")
+    parser.add_argument("--speech", choices=SPEECH_MODES, default="auto",
+                        help="score windows with what is said in them: auto (when there is speech; the default), "
+                             "on or off")
+    parser.add_argument("--captions", action="store_true", help="burn captions of what is said into the reel")
+    parser.add_argument("--caption-style", choices=CAPTION_STYLES, default="lines",
+                        help="lines: at most two lines at a time (default); words: short word groups")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32")
     parser.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per video)")
@@ -214,6 +236,7 @@ def _one_video(video: str, folder: Path, args, runtime: Runtime, cache: ScoreCac
         frames_per_window=args.frames_per_window, target_seconds=args.target_seconds,
         threshold=args.threshold, padding_seconds=args.padding_seconds, batch_size=args.batch_size,
         snap=args.snap, windows=args.windows, audio_weight=args.audio_weight, aspect=args.aspect, reframe=args.reframe,
+        asr_model=speech_model(args), speech=args.speech, captions=args.captions, caption_style=args.caption_style,
     )
     stamp = _stamp(video, request)
     if not args.redo and _read_stamp(folder) == stamp:
@@ -241,6 +264,14 @@ def _one_video(video: str, folder: Path, args, runtime: Runtime, cache: ScoreCac
     _write_stamp(folder, {**stamp, "reel_seconds": result.selected_seconds})
     print(_summary(name, result))
     return "done", result.selected_seconds
+
+
+def speech_model(args) -> str | None:
+    """The speech model to transcribe with: --asr; else the default one when --captions or
+    --speech on asks for speech; None (no transcript) otherwise or with --asr off."""
+    if args.asr is not None:
+        return args.asr if asr_enabled(args.asr) else None
+    return DEFAULT_ASR_MODEL if args.captions or args.speech == "on" else None
 
 
 def _stamp(video: str, request: HighlightRequest) -> dict:
@@ -283,6 +314,8 @@ def _total(outcomes: list[tuple[str, float]], seconds: float) -> str:
 
 def _summary(name: str, result) -> str:
     cached = " (scores from the cache)" if result.analysis.from_cache else ""
+    if result.analysis.transcript is not None:
+        cached += " · scored with what is said" if result.analysis.speech_used else f" · {result.analysis.speech_note}"
     if result.reel is None:
         return f"{name}: no window was selected; wrote {result.files['json']} only{cached}"
     return (f"{name}: {result.selected_seconds:.1f} s reel from {len(result.segments)} segments -> "

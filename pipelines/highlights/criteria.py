@@ -7,6 +7,9 @@ answer what kind of video it is and what would count as a highlight. One generat
 reference made three: a description, then two lists). The answer is tidied (whitespace
 collapsed, cut to the criteria length limit) and shown to the user, who can edit it before
 scoring. An empty answer raises BadInputError asking the user to type criteria instead.
+With ``heard`` (the video's transcript text) the prompt also gives what is said, cut to
+``HEARD_CHARS`` characters (user text: control tokens in it are neutralised like any chat text),
+so criteria can be about speech ("when the guest explains the method").
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ PROMPT = (
     "be highlights of this video, separated by semicolons. Use this format:\n"
     "Video: <one sentence>\nHighlights: <moment>; <moment>; <moment>"
 )
+HEARD = "What is said in the video (transcript): \"{text}\"\n"
+HEARD_CHARS = 1500  # ~400 tokens: the gist of a long talk, leaving the frames most of the context
 
 
 def propose_criteria(
@@ -40,16 +45,19 @@ def propose_criteria(
     on_progress: Callable[[float, str], None] | None = None,
     settings: GenerationSettings = CRITERIA_SETTINGS,
     frames: int = CRITERIA_FRAMES,
+    heard: str = "",
 ) -> str:
     """The model's own highlight criteria for ``video``; see the module docstring."""
     request = ChatRequest(
         model=model,
-        turns=(Turn("user", PROMPT, (Attachment(VIDEO, str(video)),)),),
+        turns=(Turn("user", heard_prompt(heard), (Attachment(VIDEO, str(video)),)),),
         settings=settings,
         system_prompt=SYSTEM_PROMPT,
         max_frames=frames,
     )
-    stream = start_chat(request, runtime, cancel or threading.Event())
+    # The chat's own close() sets its cancel event (to stop its worker); the run's Stop must
+    # reach the chat, but the chat's end must not stop the run's later stages.
+    stream = start_chat(request, runtime, _Inner(cancel or threading.Event()))
     try:
         for chunk in stream:
             if on_progress and settings.max_new_tokens:
@@ -59,6 +67,28 @@ def propose_criteria(
     if stream.last is not None and stream.last.finish_reason == "cancelled":
         raise GenerationCancelled("Stopped.")
     return tidy_criteria(stream.text)
+
+
+class _Inner(threading.Event):
+    """Set when ``outer`` is, or by itself; setting it leaves ``outer`` alone (only ``set`` and
+    ``is_set`` are used on a chat's cancel event)."""
+
+    def __init__(self, outer: threading.Event):
+        super().__init__()
+        self.outer = outer
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.outer.is_set()
+
+
+def heard_prompt(heard: str) -> str:
+    """The criteria prompt, preceded by what is said in the video when there is a transcript."""
+    text = " ".join(heard.split())
+    if not text:
+        return PROMPT
+    if len(text) > HEARD_CHARS:
+        text = text[:HEARD_CHARS].rsplit(" ", 1)[0] + " …"
+    return HEARD.format(text=text) + PROMPT
 
 
 def tidy_criteria(text: str, limit: int | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Exports beside the reel: JSON (everything), SRT chapters, a CMX 3600 EDL and an XSPF playlist.
+"""Exports beside the reel: JSON (everything), SRT chapters, a CMX 3600 EDL, an XSPF playlist, and
+(with a transcript) what is said as subtitles.
 
 Contract: every writer takes the analysis and the chosen segments, writes one UTF-8 file
 atomically (temporary file + rename) and returns its path.
@@ -16,6 +17,14 @@ atomically (temporary file + rename) and returns its path.
   rate (29.97 fps counts as 30), the usual convention for NTSC material in a non-drop EDL.
 * XSPF: a VLC playlist that plays the segments from the ORIGINAL video (what the reference
   generator exported), with start/stop times in seconds.
+* Speech (when the analysis has a transcript, even an empty one): ``transcript.srt`` and
+  ``transcript.vtt``, what is said in the WHOLE video on the source's timeline (one cue per
+  phrase), and ``reel-transcript.srt`` / ``reel-transcript.vtt``, what is said in the reel on
+  the REEL's timeline (``Transcript.on_reel``: cut at the segments' edges, so a player showing
+  highlights.mp4 with them shows the words as they are heard). The JSON then adds ``speech``
+  (the speech model, language, whether scoring heard the windows' text, the note when it did
+  not or when nothing was heard, and the caption style burned into the reel or null),
+  ``transcript`` (every phrase with its words) and each window's ``text`` (what was said in it).
 """
 
 from __future__ import annotations
@@ -33,21 +42,45 @@ from .selection import Segment, selected_flags, snapped_edges, total_seconds
 
 JSON_NAME, SRT_NAME, EDL_NAME, XSPF_NAME, REEL_NAME = (
     "highlights.json", "highlights.srt", "highlights.edl", "highlights.xspf", "highlights.mp4")
+TRANSCRIPT_SRT, TRANSCRIPT_VTT, REEL_TRANSCRIPT_SRT, REEL_TRANSCRIPT_VTT = (
+    "transcript.srt", "transcript.vtt", "reel-transcript.srt", "reel-transcript.vtt")
+# The kinds a user downloads, in the order the Highlights tab lists them.
+DOWNLOADS = ("json", "srt", "edl", "xspf", "transcript_srt", "transcript_vtt", "reel_transcript_srt",
+             "reel_transcript_vtt")
 
 
 def write_all(analysis, segments: Sequence[Segment], out_dir, selection=None, reel: Path | None = None,
-              shape=None) -> dict[str, Path]:
-    """JSON, SRT, EDL and XSPF into ``out_dir``; returns {kind: path}."""
+              shape=None, captions: str | None = None) -> dict[str, Path]:
+    """JSON, SRT, EDL and XSPF (and the transcript's subtitles) into ``out_dir``; returns {kind: path}."""
     out_dir = Path(out_dir)
-    return {
-        "json": write_json(out_dir / JSON_NAME, analysis, segments, selection, reel, shape),
+    files = {
+        "json": write_json(out_dir / JSON_NAME, analysis, segments, selection, reel, shape, captions),
         "srt": write_srt(out_dir / SRT_NAME, segments),
         "edl": write_edl(out_dir / EDL_NAME, segments, analysis.fps, Path(analysis.video).name),
         "xspf": write_xspf(out_dir / XSPF_NAME, segments, Path(analysis.video).name),
     }
+    transcript = getattr(analysis, "transcript", None)
+    if transcript is not None:
+        files.update(write_transcripts(out_dir, transcript, segments))
+    return files
 
 
-def report(analysis, segments: Sequence[Segment], selection=None, reel: Path | None = None, shape=None) -> dict:
+def write_transcripts(out_dir, transcript, segments: Sequence[Segment]) -> dict[str, Path]:
+    """The transcript as SRT and WebVTT, in source time and on the reel's timeline."""
+    from ..speech.transcript import srt, webvtt
+
+    on_reel = transcript.on_reel([(s.start, s.end) for s in segments])
+    out_dir = Path(out_dir)
+    return {
+        "transcript_srt": _write(out_dir / TRANSCRIPT_SRT, srt(transcript)),
+        "transcript_vtt": _write(out_dir / TRANSCRIPT_VTT, webvtt(transcript)),
+        "reel_transcript_srt": _write(out_dir / REEL_TRANSCRIPT_SRT, srt(on_reel)),
+        "reel_transcript_vtt": _write(out_dir / REEL_TRANSCRIPT_VTT, webvtt(on_reel)),
+    }
+
+
+def report(analysis, segments: Sequence[Segment], selection=None, reel: Path | None = None, shape=None,
+           captions: str | None = None) -> dict:
     """The JSON document as a dict. ``selection`` and ``shape``: the dataclasses, or plain dicts."""
     flags = selected_flags(analysis.windows, segments)
     cuts = tuple(getattr(analysis, "cuts", ()))
@@ -76,7 +109,20 @@ def report(analysis, segments: Sequence[Segment], selection=None, reel: Path | N
     if getattr(analysis, "signals", None) is not None:
         document.update(_signals(analysis, shape))
         _window_signals(analysis, document)
+    if getattr(analysis, "transcript", None) is not None:
+        document.update(_speech(analysis, captions, reel))
+        for row, text in zip(document["windows"], analysis.said or ()):
+            row["text"] = text
     return document
+
+
+def _speech(analysis, captions: str | None, reel: Path | None) -> dict:
+    transcript = analysis.transcript
+    speech = {"model": transcript.model, "language": transcript.language, "used_in_scoring": analysis.speech_used,
+              "captions": captions if reel is not None else None}
+    if analysis.speech_note:
+        speech["note"] = analysis.speech_note
+    return {"speech": speech, "transcript": transcript.to_dict()}
 
 
 def _signals(analysis, shape) -> dict:
@@ -106,8 +152,8 @@ def _plain(value) -> dict:
     return value if isinstance(value, dict) else value.to_dict() if hasattr(value, "to_dict") else dict(vars(value))
 
 
-def write_json(path, analysis, segments, selection=None, reel=None, shape=None) -> Path:
-    return _write(path, json.dumps(report(analysis, segments, selection, reel, shape), indent=2) + "\n")
+def write_json(path, analysis, segments, selection=None, reel=None, shape=None, captions=None) -> Path:
+    return _write(path, json.dumps(report(analysis, segments, selection, reel, shape, captions), indent=2) + "\n")
 
 
 def write_srt(path, segments: Sequence[Segment]) -> Path:

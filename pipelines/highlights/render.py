@@ -27,6 +27,11 @@ crop, or one that moves: its position for every frame is sent to a named crop fi
 ``sendcmd`` file of per-frame commands, written beside the parts) and scales to the standard
 size, in the SAME single ffmpeg run; the audio chain is unchanged.
 
+Captions (captions.py): the caption bands, drawn once per cue with Pillow, come in as ONE more
+input (an ffconcat list of PNGs with durations, on the reel's timeline) and are overlaid on the
+joined picture, in the SAME single ffmpeg run; a reel rendered in groups gets each group's cues
+on its own timeline.
+
 Arguments are lists (no shell); inputs are restricted to local files with ``-protocol_whitelist``.
 ffmpeg runs in the work folder, so the command files are named without any path to escape.
 """
@@ -43,6 +48,7 @@ from typing import Callable, Sequence
 
 from .. import media
 from ..errors import BadInputError, GenerationCancelled, RenderError
+from .captions import Captions, caption_input, overlay_filter, shifted
 from .reframe import CropPath, ReelShape
 from .selection import Segment
 
@@ -71,9 +77,11 @@ def render_reel(
     on_progress: Callable[[float], None] | None = None,
     shape: ReelShape = ReelShape(),
     crops: Sequence[CropPath] | None = None,
+    captions: Captions | None = None,
 ) -> Path:
     """Write the segments of ``source`` one after another into ``out_path``, in ``shape`` (with
-    one CropPath per segment for the shapes that crop); see the module doc."""
+    one CropPath per segment for the shapes that crop), with ``captions`` burned in (cues on
+    the reel's timeline, laid out for ``reel_size(info, shape)``); see the module doc."""
     if not segments:
         raise BadInputError("No segments are selected, so there is no reel to render. Lower the threshold or raise the target length.")
     out_path = Path(out_path)
@@ -88,7 +96,11 @@ def render_reel(
         for number, (group, group_crops) in enumerate(zip(groups, crop_groups)):
             part = Path(work) / f"part{number:04d}.mp4"
             report = _scaled(on_progress, done / total, sum(s.duration for s in group) / total)
-            command = concat_command(source, group, part, info, shape, group_crops, Path(work), f"p{number}")
+            length = sum(s.duration for s in group)
+            cues = shifted(captions.cues, done, length) if captions is not None else ()
+            part_captions = Captions(cues, captions.layout) if cues else None
+            command = concat_command(source, group, part, info, shape, group_crops, Path(work), f"p{number}",
+                                     part_captions)
             _run(command, part, cancel, report, sum(s.duration for s in group), cwd=work)
             done += sum(s.duration for s in group)
             parts.append(part)
@@ -101,15 +113,20 @@ def render_reel(
 
 def concat_command(source, segments: Sequence[Segment], out_path, info: media.VideoInfo,
                    shape: ReelShape = ReelShape(), crops: Sequence[CropPath] | None = None,
-                   work: Path | None = None, prefix: str = "p") -> list[str]:
+                   work: Path | None = None, prefix: str = "p", captions: Captions | None = None) -> list[str]:
     """The ffmpeg argument list for one pass (see the module docstring). A moving crop writes
-    its command file ``<prefix>-<i>.cmd`` into ``work``, where ffmpeg must then run."""
+    its command file ``<prefix>-<i>.cmd`` into ``work``, where ffmpeg must then run; so do
+    captions (their pictures and list)."""
     command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-y", "-v", "error", "-progress", "pipe:1", "-nostats"]
     for segment in segments:
         command += ["-ss", _seconds(segment.start), "-t", _seconds(segment.duration),
                     "-protocol_whitelist", "file", "-i", str(Path(source).resolve())]
+    overlay = None
+    if captions is not None and captions.cues:
+        command += caption_input(captions.cues, captions.layout, work, prefix, sum(s.duration for s in segments))
+        overlay = f"[{len(segments)}:v:0]{overlay_filter(captions.layout)}"
     pictures = _picture_chains(segments, info, shape, crops, work, prefix)
-    graph, maps = _filter_graph(segments, info, pictures)
+    graph, maps = _filter_graph(segments, info, pictures, overlay)
     command += ["-filter_complex", graph, *maps, *VIDEO_CODEC]
     if info.has_audio:
         command += AUDIO_CODEC
@@ -153,9 +170,16 @@ def _crop_commands(path: CropPath, fps: float, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _filter_graph(segments: Sequence[Segment], info: media.VideoInfo, pictures: Sequence[str]) -> tuple[str, list[str]]:
+def reel_size(info: media.VideoInfo, shape: ReelShape = ReelShape()) -> tuple[int, int]:
+    """The reel's frame (width, height): the shape's standard size, or the source's in even pixels."""
+    return shape.output_size or (info.width - info.width % 2, info.height - info.height % 2)
+
+
+def _filter_graph(segments: Sequence[Segment], info: media.VideoInfo, pictures: Sequence[str],
+                  overlay: str | None = None) -> tuple[str, list[str]]:
     """Per input: timestamps from 0, then the picture chain (reframe); audio padded or cut to
-    exactly the segment's length, so sound and picture stay in step across joins; then concat."""
+    exactly the segment's length, so sound and picture stay in step across joins; then concat;
+    then ``overlay`` (the captions: "[input]overlay=...") on the joined picture."""
     chains, labels = [], []
     for i, segment in enumerate(segments):
         chains.append(f"[{i}:v:0]setpts=PTS-STARTPTS{pictures[i]}[v{i}]")
@@ -165,7 +189,10 @@ def _filter_graph(segments: Sequence[Segment], info: media.VideoInfo, pictures: 
             chains.append(f"[{i}:a:0]asetpts=PTS-STARTPTS,apad,atrim=end={length}[a{i}]")
             labels.append(f"[a{i}]")
     audio = 1 if info.has_audio else 0
-    chains.append(f"{''.join(labels)}concat=n={len(segments)}:v=1:a={audio}[v]" + ("[a]" if audio else ""))
+    joined = "[joined]" if overlay else "[v]"
+    chains.append(f"{''.join(labels)}concat=n={len(segments)}:v=1:a={audio}{joined}" + ("[a]" if audio else ""))
+    if overlay:
+        chains.append(f"[joined]{overlay}[v]")
     maps = ["-map", "[v]"] + (["-map", "[a]"] if audio else [])
     return ";".join(chains), maps
 

@@ -24,6 +24,8 @@ Contract
   request order, upright (rotation applied). PyAV first (measured faster), decord as the fallback.
   ``iter_frames`` is one forward pass with PyAV that yields frames one by one, so long videos can
   be scanned densely in constant memory.
+* ``read_soundtrack(path, rate)`` -> ``Soundtrack``: the first audio stream resampled to mono
+  float32 (16 kHz for speech recognition); no audio is a note, not an error (``audio``).
 * Every deliberate failure is a ``BadInputError`` / ``DecodeError`` whose message names the file
   by its basename only and says what to do.
 
@@ -39,6 +41,7 @@ This package must not import torch, transformers or gradio: it runs in child pro
 
 from __future__ import annotations
 
+from .audio import SPEECH_RATE, Soundtrack, read_soundtrack
 from .files import display_name
 from .images import IMAGE_FORMAT_NAMES, IMAGE_FORMATS, image_kind, open_image
 from .probing import VIDEO_CONTAINERS, VIDEO_FORMAT_NAMES, VideoInfo, file_kind, probe_video
@@ -49,4 +52,5 @@ __all__ = [
     "Backend", "Cursor", "FrameSample", "IMAGE_FORMATS", "IMAGE_FORMAT_NAMES", "Strategy", "VIDEO_CONTAINERS",
     "VIDEO_FORMAT_NAMES", "VideoClip", "VideoInfo", "display_name", "file_kind", "image_kind", "iter_frames",
     "load_video", "open_image", "probe_video", "read_frames", "sample_indices",
+    "SPEECH_RATE", "Soundtrack", "read_soundtrack",
 ]

@@ -12,14 +12,13 @@ from anywhere but the distribution's package archive.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
+
+from tests import apt
 
 DEFAULT = Path("/usr/bin/chromium")
 PACKAGES = ("chromium", "fonts-noto-color-emoji")
-INSTALL_COMMAND = f"apt-get update && apt-get install -y {' '.join(PACKAGES)}"
-INSTALL_TIMEOUT_S = 900
+INSTALL_COMMAND = apt.install_command(PACKAGES)
 
 
 class ChromiumMissing(RuntimeError):
@@ -29,21 +28,13 @@ class ChromiumMissing(RuntimeError):
 def ensure_chromium(path: Path, log_dir: Path) -> Path:
     if _executable(path):
         return path
-    if path != DEFAULT or os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if path != DEFAULT or not apt.can_install():
         raise ChromiumMissing(
             f"The browser tests need Debian's chromium at {path} (never a downloaded browser). "
             f"Install it as root with: {INSTALL_COMMAND}   (or set VLMS_CHROMIUM to a Chromium binary)"
         )
-    log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "apt-chromium.log"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with log.open("w") as output:
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", *PACKAGES]):
-            done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env,
-                                  timeout=INSTALL_TIMEOUT_S, check=False)
-            if done.returncode != 0:
-                raise ChromiumMissing(f"Installing chromium failed ({' '.join(command)}: exit {done.returncode}); "
-                                      f"see {log}. Install it by hand with: {INSTALL_COMMAND}")
+    apt.install(PACKAGES, log, ChromiumMissing)
     if not _executable(path):
         raise ChromiumMissing(f"apt-get installed chromium but {path} is not there; see {log}.")
     return path
