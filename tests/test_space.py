@@ -14,7 +14,7 @@ import app
 from components.config import AppConfig
 from components.status import ModelStatus
 from pipelines.loading import load_model, needs_download
-from pipelines.registry import REGISTRY
+from pipelines.registry import ASR_REGISTRY, DEFAULT_ASR_MODEL, REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_COLOURS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
@@ -51,9 +51,11 @@ def test_front_matter_is_a_valid_gradio_space_config(card):
 
 
 def test_front_matter_preloads_the_default_models(card):
-    sources = {spec.source for spec in REGISTRY.values()}
+    sources = {spec.source for spec in [*REGISTRY.values(), *ASR_REGISTRY.values()]}
     preload = card["preload_from_hub"]
-    assert {REGISTRY[app.DEFAULT_CPU_MODEL].source, REGISTRY[app.DEFAULT_CUDA_MODEL].source} <= set(preload)
+    defaults = {REGISTRY[app.DEFAULT_CPU_MODEL].source, REGISTRY[app.DEFAULT_CUDA_MODEL].source,
+                ASR_REGISTRY[DEFAULT_ASR_MODEL].source}  # the first video chat hears with it
+    assert defaults <= set(preload)
     assert set(preload) <= sources and set(card["models"]) <= sources
 
 
