@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import espeak
 from tests.browser import chromium
 from tests.browser.chromium import INSTALL_COMMAND, ChromiumMissing, ensure_chromium
 
@@ -67,3 +68,27 @@ def test_a_missing_default_chromium_is_installed_with_apt_get(tmp_path, monkeypa
     assert ensure_chromium(binary, tmp_path / "logs") == binary
     assert calls.read_text().splitlines() == ["update", "install -y chromium fonts-noto-color-emoji"]
     assert "apt says hi" in (tmp_path / "logs" / "apt-chromium.log").read_text()
+
+
+def test_a_missing_custom_espeak_is_never_installed_over(tmp_path):
+    with pytest.raises(espeak.EspeakMissing) as missing:
+        espeak.ensure_espeak.__wrapped__("no-such-espeak", tmp_path / "logs")  # past the cache
+    assert espeak.INSTALL_COMMAND in str(missing.value)
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root installs packages")
+def test_a_missing_espeak_is_installed_with_apt_get(tmp_path, monkeypatch):
+    """The fresh-machine flow of the speech tests, with a stand-in apt-get on a PATH where
+    espeak-ng is not: update, then install, logged, and the installed binary is what is used."""
+    folder, calls = tmp_path / "bin", tmp_path / "calls"
+    folder.mkdir()
+    fake = folder / "apt-get"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "apt says hi"\n'
+                    f'[ "$1" = install ] && printf "#!/bin/sh\\n" > {folder}/espeak-ng && /bin/chmod +x {folder}/espeak-ng\n'
+                    "exit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    assert espeak.ensure_espeak.__wrapped__(log_dir=tmp_path / "logs") == str(folder / "espeak-ng")
+    assert calls.read_text().splitlines() == ["update", "install -y espeak-ng"]
+    assert "apt says hi" in (tmp_path / "logs" / "apt-espeak-ng.log").read_text()
