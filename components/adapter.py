@@ -8,6 +8,7 @@ message, so no traceback ever reaches a browser and the server keeps serving.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from contextlib import contextmanager
 
@@ -34,9 +35,12 @@ def ui_errors():
 
 
 def progress_callback(progress: gr.Progress):
-    """Adapt a pipeline ``on_progress(fraction, message)`` callback to a ``gr.Progress``."""
+    """Adapt a pipeline ``on_progress(fraction, message)`` callback to a ``gr.Progress``, callable
+    from ANY thread: gr.Progress finds its event through context variables, which a worker thread
+    does not inherit, so each call runs in a copy of the handler's context."""
+    context = contextvars.copy_context()
 
     def on_progress(fraction: float, message: str = "") -> None:
-        progress(max(0.0, min(1.0, fraction)), desc=message)
+        context.copy().run(progress, max(0.0, min(1.0, fraction)), desc=message)
 
     return on_progress

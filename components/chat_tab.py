@@ -16,7 +16,7 @@ from pipelines.messages import Turn
 from pipelines.registry import asr_enabled
 from pipelines.timecode import clock
 
-from .adapter import ui_errors
+from .adapter import progress_callback, ui_errors
 from .config import ASSETS_DIR, AppConfig
 from .history import textbox_value, to_turns, user_message
 from .pacing import paced
@@ -76,7 +76,8 @@ def build_chat_tab(config: AppConfig) -> None:
     settings = [model, *controls.components(), fps, max_frames, hear]
 
     def respond(message, history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
-                image_detail, video_fps, frames_limit, hear_video=True, request: gr.Request = None):
+                image_detail, video_fps, frames_limit, hear_video=True, progress=gr.Progress(),
+                request: gr.Request = None):
         history = copy.deepcopy(history or [])
         with ui_errors():
             new_history = history + [user_message(message)]
@@ -92,7 +93,8 @@ def build_chat_tab(config: AppConfig) -> None:
             )
         with RUNS.running(session_key(request, "chat")) as cancel:
             with ui_errors():
-                stream = start_chat(chat_request, config.runtime, cancel)
+                # The first question about a video with speech waits for its transcription: shown.
+                stream = start_chat(chat_request, config.runtime, cancel, progress_callback(progress))
             yield from _stream_reply(stream, new_history, cancel)
 
     def _stream_reply(stream, history, cancel):
@@ -127,14 +129,16 @@ def build_chat_tab(config: AppConfig) -> None:
         return stopped_stats(line) if was_running else gr.skip()
 
     def retry_last(history, model, system_prompt, max_new_tokens, greedy, temperature, top_p,
-                   image_detail, video_fps, frames_limit, hear_video=True, request: gr.Request = None):
+                   image_detail, video_fps, frames_limit, hear_video=True, progress=gr.Progress(),
+                   request: gr.Request = None):
         history = copy.deepcopy(history or [])
         last_user = _last_user_index(history)
         if last_user is None:
             raise gr.Error("There is nothing to retry yet.")
         message = textbox_value(history[last_user])
         yield from respond(message, history[:last_user], model, system_prompt, max_new_tokens, greedy,
-                           temperature, top_p, image_detail, video_fps, frames_limit, hear_video, request=request)
+                           temperature, top_p, image_detail, video_fps, frames_limit, hear_video, progress=progress,
+                           request=request)
 
     def undo_last(history):
         history = copy.deepcopy(history or [])

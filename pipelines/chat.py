@@ -1,6 +1,6 @@
 """Chat: a conversation with media in, a stream of text chunks out.
 
-Contract: ``start_chat(request, runtime, cancel=None) -> ChatStream``. All checks, media decoding
+Contract: ``start_chat(request, runtime, cancel=None, on_progress=None) -> ChatStream``. All checks, media decoding
 (once per request) and preprocessing happen in ``start_chat``, so bad input raises a typed error
 before any generation starts. Videos are decoded in a child process bounded in time and memory
 (pipelines.isolation), which ``cancel`` also stops. The model work goes to the model's engine
@@ -12,7 +12,9 @@ the video frames with their timestamps, notices).
 A request with ``asr_model`` HEARS its video: the transcript (pipelines.speech, cached by content)
 goes into the prompt through the message converter, cut to the ``chat_speech_tokens`` limit
 counted by the chat model's tokenizer; a notice says whether it was added and why not;
-``prepared.frames_said`` holds what is said around each frame of ``frames_seen``.
+``prepared.frames_said`` holds what is said around each frame of ``frames_seen``. The first
+question about a video waits for its transcription: ``on_progress(fraction, message)`` hears how
+it goes (the same messages as the highlights' transcription), from whichever thread does it.
 """
 
 from __future__ import annotations
@@ -78,23 +80,26 @@ class ChatStream:
         self._chunks.close()
 
 
-def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> ChatStream:
+def start_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None,
+               on_progress=None) -> ChatStream:
     cancel = cancel or threading.Event()
-    prepared = prepare_chat(request, runtime, cancel)
+    prepared = prepare_chat(request, runtime, cancel, on_progress)
     return ChatStream(prepared, cancel, float(runtime.limits.generation_stall_s.value))
 
 
-def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None) -> PreparedChat:
+def prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None = None,
+                 on_progress=None) -> PreparedChat:
     # The processor runs tensor ops: on a thread that ends with it (see pipelines.devices).
-    return on_fresh_thread(_prepare_chat, request, runtime, cancel)
+    return on_fresh_thread(_prepare_chat, request, runtime, cancel, on_progress)
 
 
-def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None) -> PreparedChat:
+def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Event | None,
+                  on_progress=None) -> PreparedChat:
     _check_request(request, runtime)
     engine = runtime.engine_for(request.model)
     spec = engine.spec(request.model, runtime)  # a local model loads here: its errors come first
     fps, max_frames = video_sampling(spec, request, runtime)
-    listener = _listener(request, engine, runtime, cancel)
+    listener = _listener(request, engine, runtime, cancel, on_progress)
     built = build_messages(
         list(request.turns),
         spec.family,
@@ -111,13 +116,14 @@ def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Even
     return prepared
 
 
-def _listener(request: ChatRequest, engine, runtime: Runtime, cancel: threading.Event | None):
+def _listener(request: ChatRequest, engine, runtime: Runtime, cancel: threading.Event | None, on_progress=None):
     """The request's ear (pipelines.speech.listening), or None when it does not hear."""
     if not request.asr_model or not asr_enabled(request.asr_model):
         return None
     from .speech.listening import VideoListener  # loads the speech pipeline only for chats that hear
 
-    return VideoListener(request.asr_model, runtime, _token_counter(engine, request.model, runtime), cancel)
+    return VideoListener(request.asr_model, runtime, _token_counter(engine, request.model, runtime), cancel,
+                         on_progress)
 
 
 def _token_counter(engine, model: str, runtime: Runtime):

@@ -187,3 +187,53 @@ def test_the_asr_flag_and_its_environment_variable(tiny_whisper):
     assert parse_args(["--model", "m", "--asr", "off"], environ={}).asr_model == "off"
     assert parse_args(["--model", "m"], environ={"VLMS_ASR": str(tiny_whisper)}).asr_model == str(tiny_whisper)
     assert parse_args(["--model", "m", "--asr", " "], environ={}).asr_model == DEFAULT_ASR_MODEL
+
+
+def test_the_first_question_about_a_video_reports_its_transcription(tiny_smolvlm, tiny_whisper, tmp_path):
+    """A new video (nothing cached): the transcription's progress reaches the caller's callback,
+    from the worker thread that prepares the chat."""
+    import threading
+
+    from tests import media_factory
+
+    video = media_factory.make_speech_video(tmp_path / "fresh-talk.mp4", 6.0, ((1.0, "A fresh video."),))
+    heard: list[tuple[str, str]] = []
+    turn = Turn("user", QUESTION, (Attachment("video", str(video)),))
+    prepare_chat(ChatRequest(str(tiny_smolvlm), (turn,), asr_model=str(tiny_whisper)), Runtime(device="cpu", dtype="fp32"),
+                 on_progress=lambda fraction, message: heard.append((threading.current_thread().name, message)))
+    messages = [message for _, message in heard]
+    assert any(m.startswith("Transcribing") for m in messages), messages
+    assert all(name != threading.current_thread().name for name, _ in heard)
+
+
+def test_progress_reaches_gradio_from_a_worker_thread():
+    """gr.Progress finds its event through context variables, which worker threads do not inherit:
+    the adapter carries the handler's context (here a scripted queue stands in for Gradio's)."""
+    import threading
+
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from components.adapter import progress_callback
+
+    updates = []
+
+    class Queue:
+        def set_progress(self, event_id, iterables):
+            updates.append((event_id, iterables[-1].desc, iterables[-1].progress))
+
+    class Blocks:
+        _queue = Queue()
+
+    blocks, event = LocalContext.blocks.set(Blocks()), LocalContext.event_id.set("event-1")
+    try:
+        callback = progress_callback(gr.Progress())  # made in the handler, as the tabs do
+    finally:
+        LocalContext.blocks.reset(blocks)
+        LocalContext.event_id.reset(event)
+    workers = [threading.Thread(target=callback, args=(0.5, f"Transcribing: {k}/2 × 30 s")) for k in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(updates) == [("event-1", "Transcribing: 1/2 × 30 s", 0.5), ("event-1", "Transcribing: 2/2 × 30 s", 0.5)]

@@ -1,14 +1,14 @@
 """The chat hears its video: the transcript for the prompt, a note for the stats line, and what is
 said around each frame for the "What the model sees" gallery.
 
-Contract: ``VideoListener(asr_model, runtime, count_tokens, cancel)``; ``said(path)`` (the message
+Contract: ``VideoListener(asr_model, runtime, count_tokens, cancel, progress)``; ``said(path)`` (the message
 converter's ``hear`` hook, called once per video that reaches the model) transcribes the video
 (pipelines.speech.transcribe: cached on disk by content, so each later turn of the chat costs a
 file hash) and returns its text for the prompt, cut to the limits table's
 ``chat_speech_tokens`` (``transcript_prompt``), or "" when nothing was said. ``note`` then says
 what happened, in the user's words: added (how many phrases, tokens, whether cut) or why not (no
 soundtrack, no speech, the speech model could not be loaded: the chat still answers, from the
-frames). ``captions(times)`` gives the text said around each frame. A cancel stops the
+frames). ``progress(fraction, message)``, when given, hears how a transcription goes. ``captions(times)`` gives the text said around each frame. A cancel stops the
 transcription (GenerationCancelled propagates); nothing else here raises for a video.
 """
 
@@ -25,14 +25,15 @@ from .transcript import Transcript
 
 class VideoListener:
     def __init__(self, asr_model: str, runtime, count_tokens: Callable[[str], int],
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None, progress: Callable[[float, str], None] | None = None):
         self.asr_model, self.runtime, self.count_tokens, self.cancel = asr_model, runtime, count_tokens, cancel
+        self.progress = progress
         self.transcript: Transcript | None = None
         self.note = ""
 
     def said(self, path: str) -> str:
         try:
-            self.transcript = transcribe(path, self.asr_model, self.runtime, cancel=self.cancel)
+            self.transcript = transcribe(path, self.asr_model, self.runtime, progress=self.progress, cancel=self.cancel)
         except ModelUnavailableError as error:
             self.transcript, self.note = None, f"Transcript not added: {error}"
             return ""
