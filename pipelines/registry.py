@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from .errors import ModelUnavailableError
 
@@ -68,17 +69,28 @@ def choices() -> list[tuple[str, str]]:
     return [(spec.label, spec.key) for spec in REGISTRY.values()]
 
 
-def resolve(name: str) -> ModelSpec:
-    """Find the spec for a registry key, a hub repo id or a local checkpoint directory."""
+T = TypeVar("T")
+
+
+def _find(table: dict, name: str, local: Callable[[Path], T]) -> T | None:
+    """The spec of ``table`` named by its key or its hub id (any case), or ``local(path)`` for an
+    existing directory; None otherwise (an empty name included)."""
     name = (name or "").strip()
-    if name in REGISTRY:
-        return REGISTRY[name]
-    for spec in REGISTRY.values():
+    if name in table:
+        return table[name]
+    for spec in table.values():
         if spec.source.lower() == name.lower():
             return spec
     path = Path(name).expanduser()
-    if path.is_dir():
-        return _local_spec(path)
+    return local(path) if name and path.is_dir() else None
+
+
+def resolve(name: str) -> ModelSpec:
+    """Find the spec for a registry key, a hub repo id or a local checkpoint directory."""
+    spec = _find(REGISTRY, name, _local_spec)
+    if spec is not None:
+        return spec
+    name = (name or "").strip()
     known = ", ".join(REGISTRY)
     raise ModelUnavailableError(
         f"Unknown model '{name}'. Use one of: {known}, a hub id such as "
@@ -153,15 +165,10 @@ def asr_choices() -> list[tuple[str, str]]:
 def resolve_asr(name: str) -> AsrSpec:
     """The spec of a speech-recognition model: a key of ``ASR_REGISTRY``, its hub id, or a local
     directory holding a Whisper checkpoint. Anything else raises ModelUnavailableError."""
+    spec = _find(ASR_REGISTRY, name, _local_asr_spec)
+    if spec is not None:
+        return spec
     name = (name or "").strip()
-    if name in ASR_REGISTRY:
-        return ASR_REGISTRY[name]
-    for spec in ASR_REGISTRY.values():
-        if spec.source.lower() == name.lower():
-            return spec
-    path = Path(name).expanduser()
-    if name and path.is_dir():
-        return _local_asr_spec(path)
     raise ModelUnavailableError(
         f"Unknown speech recognition model '{name}'. Use one of: {', '.join(ASR_REGISTRY)}, a hub id such as "
         f"{ASR_REGISTRY[DEFAULT_ASR_MODEL].source}, the path of a local Whisper checkpoint directory, or 'off'."

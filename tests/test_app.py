@@ -77,9 +77,17 @@ def test_broken_file_gives_a_clear_error_then_the_next_request_works(client, sam
     assert _answer(history).strip()
 
 
-def test_job_cancel_stops_the_generation_thread(client, sample_image):
+@pytest.fixture(scope="module")
+def endless(tiny_model, endless_pair) -> str:
+    """The served family's checkpoint that never ends an answer by itself: a random model may
+    end "Tell a long story" after a dozen tokens (the tiny PerceptionLM does), before a test can
+    see its generation thread, let alone stop it."""
+    return str(endless_pair[0] if "smolvlm" in tiny_model.name else endless_pair[1])
+
+
+def test_job_cancel_stops_the_generation_thread(client, sample_image, endless):
     job = client.submit({"text": "Tell a long story", "files": [handle_file(str(sample_image))]}, [],
-                        max_new_tokens=2000, api_name="/chat")
+                        model=endless, max_new_tokens=2000, api_name="/chat")
     deadline = time.time() + 60
     while not _generate_threads() and time.time() < deadline:
         time.sleep(0.05)
@@ -92,9 +100,9 @@ def test_job_cancel_stops_the_generation_thread(client, sample_image):
     assert not _generate_threads(), "the generation thread outlived job.cancel() by 2 s"
 
 
-def test_stop_button_endpoint_stops_this_sessions_generation(client, sample_image):
+def test_stop_button_endpoint_stops_this_sessions_generation(client, sample_image, endless):
     job = client.submit({"text": "Tell a long story", "files": [handle_file(str(sample_image))]}, [],
-                        max_new_tokens=2000, api_name="/chat")
+                        model=endless, max_new_tokens=2000, api_name="/chat")
     deadline = time.time() + 60
     while not _generate_threads() and time.time() < deadline:
         time.sleep(0.05)
