@@ -145,8 +145,8 @@ ASR_REGISTRY: dict[str, AsrSpec] = {
 }
 
 # The default is chosen for CPU speed (most users of the app have no GPU): tiny transcribes a
-# minute of speech in ~8 s on 2 cores, base in ~13 s (bf16, full-size random stand-ins decoding
-# 120 tokens per 30 s window; benchmarks/speech.py), small has ~3x base's weights. Base and small
+# minute of speech in ~6 s on 2 idle cores, base in ~9 s (bf16, full-size random stand-ins
+# decoding 120 tokens per 30 s window; benchmarks/speech.py), small has ~3x base's weights. Base and small
 # are more accurate: pass --asr whisper-base (or whisper-small on a GPU) when that matters more.
 DEFAULT_ASR_MODEL = "whisper-tiny"
 ASR_OFF = frozenset({"off", "none", "no"})
