@@ -29,13 +29,11 @@ from typing import Callable, Sequence
 
 from ..errors import BadInputError
 from ..limits import LIMITS, Limits
+from ..speech.prompt import ELLIPSIS, longest_fitting
 
 SPEECH_MODES = ("auto", "on", "off")
 SAID = 'Said in this part: "{text}"'
 NOTHING_SAID = "Nothing is said in this part."
-ELLIPSIS = "…"
-# Cutting by the ratio of the budget to the count can land a word over it; trim that much more.
-_CUT_MARGIN = 0.95
 
 
 @dataclass(frozen=True)
@@ -90,22 +88,14 @@ def said_line(text: str, count_tokens: Callable[[str], int], max_tokens: int) ->
 
 def cut_to_tokens(text: str, count_tokens: Callable[[str], int], max_tokens: int) -> str:
     """The longest run of leading words of ``text`` that takes at most ``max_tokens`` tokens
-    (whitespace collapsed). Few counts: each try keeps the share of words the budget allows. A
-    first word longer than the budget (languages written without spaces) is cut by characters."""
+    (whitespace collapsed; ~log2 counts, ``longest_fitting``). A first word longer than the
+    budget (languages written without spaces) is cut by characters."""
     words = text.split()[:max_tokens]  # every word takes at least one token
-    kept = _leading(words, " ", count_tokens, max_tokens)
+    kept = longest_fitting(len(words), lambda n: count_tokens(" ".join(words[:n])) <= max_tokens)
     if kept or not words:
-        return kept
-    return _leading(list(words[0][:max_tokens * 8]), "", count_tokens, max_tokens)
-
-
-def _leading(parts: list[str], joiner: str, count_tokens: Callable[[str], int], max_tokens: int) -> str:
-    while parts:
-        count = count_tokens(joiner.join(parts))
-        if count <= max_tokens:
-            return joiner.join(parts)
-        parts = parts[:min(len(parts) - 1, int(len(parts) * max_tokens / count * _CUT_MARGIN))]
-    return ""
+        return " ".join(words[:kept])
+    letters = words[0][:max_tokens * 8]
+    return letters[:longest_fitting(len(letters), lambda n: count_tokens(letters[:n]) <= max_tokens)]
 
 
 __all__ = ["ELLIPSIS", "Hearing", "NOTHING_SAID", "SAID", "SPEECH_MODES", "check_speech_mode", "cut_to_tokens",

@@ -53,12 +53,12 @@ def transcript_prompt(transcript: Transcript, count_tokens: Callable[[str], int]
     tokens = count_tokens(whole)
     if tokens <= max_tokens:
         return SpokenText(whole, len(lines), len(lines), tokens, False)
-    count = _longest(len(lines) - 1, lambda n: count_tokens(text_of(n, True)) <= max_tokens)
+    count = longest_fitting(len(lines) - 1, lambda n: count_tokens(text_of(n, True)) <= max_tokens)
     if count:
         text = text_of(count, True)
         return SpokenText(text, count, len(lines), count_tokens(text), True)
     words = lines[0].split()
-    first = _longest(len(words) - 1, lambda n: count_tokens("\n".join([HEADER, " ".join(words[:n]), ELLIPSIS])) <= max_tokens)
+    first = longest_fitting(len(words) - 1, lambda n: count_tokens("\n".join([HEADER, " ".join(words[:n]), ELLIPSIS])) <= max_tokens)
     if not first:
         return SpokenText("", 0, len(lines), 0, True)
     text = "\n".join([HEADER, " ".join(words[:first]), ELLIPSIS])
@@ -76,9 +76,11 @@ def said_at_frames(transcript: Transcript, times: Sequence[float]) -> list[str]:
     return said
 
 
-def _longest(most: int, fits: Callable[[int], bool]) -> int:
+def longest_fitting(most: int, fits: Callable[[int], bool]) -> int:
     """The largest n in [0, most] with ``fits(n)`` (``fits`` is monotonic; ``fits(0)`` assumed
-    false only when nothing fits): a binary search, so a long transcript costs ~log2(n) counts."""
+    false only when nothing fits): a binary search, so a long text costs ~log2(n) token counts.
+    The one way speech text is cut to a token budget (the chat's transcript, the highlights'
+    window lines)."""
     low, high = 0, most
     while low < high:
         middle = (low + high + 1) // 2
