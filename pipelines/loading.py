@@ -200,9 +200,15 @@ def _load_uncached(spec: ModelSpec, device: str, dtype: torch.dtype) -> LoadedMo
     return LoadedModel(spec, processor, model, device, dtype, count)
 
 
-def _unavailable_message(spec: ModelSpec, error: Exception) -> str:
+def load_error_reason(error: Exception) -> str:
+    """A loading error's first line (at most 200 characters), for a user-worded message: the
+    hub's and transformers' errors run to many lines."""
     text = str(error).strip()
-    reason = text.splitlines()[0][:200].rstrip(". ") if text else type(error).__name__
+    return text.splitlines()[0][:200].rstrip(". ") if text else type(error).__name__
+
+
+def _unavailable_message(spec: ModelSpec, error: Exception) -> str:
+    reason = load_error_reason(error)
     if spec.is_local:
         return f"Could not load the checkpoint in '{spec.source}': {reason}"
     return (

@@ -24,7 +24,7 @@ import torch
 from .. import zerogpu
 from ..devices import choose_device, choose_dtype, dtype_name, guard_model, on_fresh_thread
 from ..errors import ModelUnavailableError
-from ..loading import free_memory, hub_reachable
+from ..loading import free_memory, hub_reachable, load_error_reason
 from ..registry import AsrSpec, resolve_asr
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,7 @@ def _load_uncached(spec: AsrSpec, device: str, dtype: torch.dtype) -> LoadedAsr:
 
 
 def _unavailable_message(spec: AsrSpec, error: Exception) -> str:
-    text = str(error).strip()
-    reason = text.splitlines()[0][:200].rstrip(". ") if text else type(error).__name__
+    reason = load_error_reason(error)
     if spec.is_local:
         return f"Could not load the speech recognition checkpoint in '{spec.source}': {reason}"
     return (
