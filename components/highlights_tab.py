@@ -32,7 +32,7 @@ from pipelines.highlights import (
 )
 from pipelines.highlights import exports
 from pipelines.highlights.captions import CAPTION_STYLES
-from pipelines.highlights.hearing import SPEECH_MODES
+from pipelines.highlights.hearing import SPEECH_MODES, speech_model
 from pipelines.highlights.pipeline import DEFAULT_AUDIO_WEIGHT, WINDOW_MODES
 from pipelines.highlights.preview import crop_preview
 from pipelines.highlights.reframe import ASPECTS, REFRAMES
@@ -134,7 +134,7 @@ def build_highlights_tab(config: AppConfig) -> None:
         with ui_errors():
             highlight_request = _request(video, model, criteria, window, overlap, frames, select_by, target,
                                          threshold, padding, snap, windowing, audio_weight, aspect, reframe,
-                                         speech_model(asr, speech, captions, config), speech, captions, caption_style)
+                                         run_speech_model(asr, speech, captions, config), speech, captions, caption_style)
             with RUNS.running(session_key(request, SCOPE)) as cancel:
                 result = make_highlights(highlight_request, config.runtime, request_folder("highlights"), cancel,
                                          progress_callback(progress))
@@ -145,7 +145,7 @@ def build_highlights_tab(config: AppConfig) -> None:
         with ui_errors():
             if not video:
                 raise BadInputError("Upload a video first.")
-            chosen = speech_model(asr, speech, captions, config) if speech != "off" else ASR_OFF
+            chosen = run_speech_model(asr, speech, captions, config) if speech != "off" else ASR_OFF
             with RUNS.running(session_key(request, SCOPE)) as cancel:
                 return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress),
                                         asr_model=chosen if asr_enabled(chosen) else None)
@@ -194,13 +194,11 @@ def _examples(video, criteria) -> None:
                     label="Example")
 
 
-def speech_model(chosen, speech, captions, config: AppConfig) -> str:
-    """The speech model a run uses: the one chosen; else, when captions or speech "on" ask for
-    speech, the app's own (``--asr``; the CLI's rule too); else off (a run costs what it did)."""
-    if chosen and asr_enabled(chosen):
-        return chosen
-    configured = config.asr_model or ASR_OFF
-    return configured if (captions or speech == "on") and asr_enabled(configured) else ASR_OFF
+def run_speech_model(chosen, speech, captions, config: AppConfig) -> str:
+    """The dropdown's choice through the one rule (hearing.speech_model): its default, Off, means
+    none chosen, so captions or speech "on" still hear with the app's ``--asr``."""
+    picked = None if chosen in (None, "", ASR_OFF) else chosen
+    return speech_model(picked, config.asr_model, speech, captions) or ASR_OFF
 
 
 def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap="shots",

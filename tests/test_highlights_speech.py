@@ -24,7 +24,7 @@ from pipelines.errors import BadInputError
 from pipelines.highlights import make_windows
 from pipelines.highlights.cache import ScoreCache
 from pipelines.highlights.captions import CaptionLayout, group_cues, reel_captions, timed_words
-from pipelines.highlights.hearing import NOTHING_SAID, cut_to_tokens, plan_hearing, said_line
+from pipelines.highlights.hearing import NOTHING_SAID, cut_to_tokens, plan_hearing, said_line, speech_model
 from pipelines.highlights.pipeline import HighlightRequest, analyse, make_highlights
 from pipelines.highlights.reframe import ReelShape, crop_paths
 from pipelines.highlights import render as render_module
@@ -80,6 +80,15 @@ def test_silence_is_said_and_a_transcript_without_speech_is_not_used():
     assert not quiet.used and quiet.note.startswith("No speech was heard.")
     nothing = plan_hearing("auto", None, windows)  # no speech model: nothing heard, nothing in the key
     assert not nothing.used and nothing.texts == () and nothing.cache_part() == {}
+
+
+def test_one_rule_picks_the_speech_model_for_the_cli_and_the_tab():
+    assert speech_model(None, "whisper-tiny", "auto", False) is None  # nothing asks: no transcription
+    assert speech_model(None, "whisper-tiny", "auto", True) == "whisper-tiny"  # captions ask
+    assert speech_model(None, "whisper-tiny", "on", False) == "whisper-tiny"  # speech on asks
+    assert speech_model("whisper-base", "whisper-tiny", "off", False) == "whisper-base"  # chosen wins
+    assert speech_model("off", "whisper-tiny", "on", True) is None  # "off" forbids
+    assert speech_model(None, "off", "on", True) is None  # an app started with --asr off
 
 
 def test_speech_is_cut_at_a_word_to_the_token_budget():

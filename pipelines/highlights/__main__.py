@@ -47,11 +47,11 @@ from pathlib import Path
 from ..engines import DEFAULT_IN_FLIGHT, is_server_model, server_engine, server_model_key
 from ..errors import GenerationCancelled, VLMError
 from ..limits import Limits
-from ..registry import ASR_REGISTRY, DEFAULT_ASR_MODEL, DEFAULT_CPU_MODEL, REGISTRY, asr_enabled
+from ..registry import ASR_REGISTRY, DEFAULT_ASR_MODEL, DEFAULT_CPU_MODEL, REGISTRY
 from ..runtime import Runtime
 from .cache import ScoreCache
 from .captions import CAPTION_STYLES
-from .hearing import SPEECH_MODES
+from .hearing import SPEECH_MODES, speech_model
 from .pipeline import DEFAULT_AUDIO_WEIGHT, DEFAULT_WINDOW_SECONDS, WINDOW_MODES, HighlightRequest, make_highlights
 from .reframe import ASPECTS, REFRAMES
 from .selection import SNAP_MODES
@@ -236,7 +236,8 @@ def _one_video(video: str, folder: Path, args, runtime: Runtime, cache: ScoreCac
         frames_per_window=args.frames_per_window, target_seconds=args.target_seconds,
         threshold=args.threshold, padding_seconds=args.padding_seconds, batch_size=args.batch_size,
         snap=args.snap, windows=args.windows, audio_weight=args.audio_weight, aspect=args.aspect, reframe=args.reframe,
-        asr_model=speech_model(args), speech=args.speech, captions=args.captions, caption_style=args.caption_style,
+        asr_model=speech_model(args.asr, DEFAULT_ASR_MODEL, args.speech, args.captions),
+        speech=args.speech, captions=args.captions, caption_style=args.caption_style,
     )
     stamp = _stamp(video, request)
     if not args.redo and _read_stamp(folder) == stamp:
@@ -264,14 +265,6 @@ def _one_video(video: str, folder: Path, args, runtime: Runtime, cache: ScoreCac
     _write_stamp(folder, {**stamp, "reel_seconds": result.selected_seconds})
     print(_summary(name, result))
     return "done", result.selected_seconds
-
-
-def speech_model(args) -> str | None:
-    """The speech model to transcribe with: --asr; else the default one when --captions or
-    --speech on asks for speech; None (no transcript) otherwise or with --asr off."""
-    if args.asr is not None:
-        return args.asr if asr_enabled(args.asr) else None
-    return DEFAULT_ASR_MODEL if args.captions or args.speech == "on" else None
 
 
 def _stamp(video: str, request: HighlightRequest) -> dict:

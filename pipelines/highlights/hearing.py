@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 from ..errors import BadInputError
 from ..limits import LIMITS, Limits
+from ..registry import asr_enabled
 from ..speech.prompt import ELLIPSIS, longest_fitting
 
 SPEECH_MODES = ("auto", "on", "off")
@@ -65,6 +66,17 @@ def check_speech_mode(mode: str, asr_model: str | None, has_transcript: bool = F
         raise BadInputError("Speech is on, but no speech model is chosen: choose one (--asr on the command line) or turn speech off.")
 
 
+def speech_model(chosen: str | None, fallback: str | None, speech: str, captions: bool) -> str | None:
+    """The speech model a highlights run transcribes with (the CLI's and the tab's one rule):
+    ``chosen`` when one is (``"off"``: never); with none chosen (None), ``fallback`` (the default
+    or the app's ``--asr``) only when captions or speech "on" ask for speech; else None, so a run
+    without speech costs what it did before."""
+    if chosen is not None:
+        return chosen if asr_enabled(chosen) else None
+    wanted = captions or speech == "on"
+    return fallback if wanted and fallback and asr_enabled(fallback) else None
+
+
 def plan_hearing(mode: str, transcript, windows: Sequence, limits: Limits = LIMITS) -> Hearing:
     """Each window's text and whether scoring uses it (see the module docstring)."""
     budget = int(limits.speech_tokens.value)
@@ -99,4 +111,4 @@ def cut_to_tokens(text: str, count_tokens: Callable[[str], int], max_tokens: int
 
 
 __all__ = ["ELLIPSIS", "Hearing", "NOTHING_SAID", "SAID", "SPEECH_MODES", "check_speech_mode", "cut_to_tokens",
-           "plan_hearing", "said_line"]
+           "plan_hearing", "said_line", "speech_model"]
