@@ -19,8 +19,9 @@ never stop, so every answer has a fixed length (``ANSWER_POLICIES``: the Space's
 default, or ``--answers typical``, shorter than a real model's usual answers). The Space's video
 loader decoded whole files; here only the sampled frames are decoded (favours the reference).
 
-Ours: suggest criteria (16 frames over the whole video, one answer as long as the reference's
-description, capped at the app's 160 tokens), the signals pass (shot cuts, loudness, motion,
+Ours: suggest criteria (16 frames of the scan's own frame grid over the whole video, shown as
+vision features that are kept, so the scan does not encode those frames again, as in the app; one
+answer as long as the reference's description, capped at the app's 160 tokens), the signals pass (shot cuts, loudness, motion,
 faces: signals.py; timed apart, so the scan then decodes its own frames, where the app's one pass
 keeps them for it: ~3 s of CPU more here, see the cost rows), the scan's decoding, batched yes/no
 scoring (the default 2 frames per 10 s window,
@@ -140,13 +141,16 @@ def _say(text: str) -> None:
 # =============================================================================================
 
 
-def run_ours(video: Path, model: Path, out_dir: Path, policy: str) -> dict:
+def run_ours(video: Path, model: Path, out_dir: Path, policy: str, frames_per_window: int | None = None) -> dict:
     from pipelines.errors import BadInputError
     from pipelines.generation import GenerationSettings
     from pipelines import media
     from pipelines.highlights import HighlightRequest, ReelShape, ScoreCache, analyse, choose, file_sha256, finish, signals
     from pipelines.highlights.criteria import propose_criteria
+    from pipelines.highlights.pipeline import criteria_frames, default_frames_per_window
+    from pipelines.highlights.windows import make_windows, window_frames
     from pipelines.loading import clear_cache
+    from pipelines.registry import SMOLVLM
     from pipelines.runtime import Runtime
 
     clear_cache()
@@ -154,28 +158,32 @@ def run_ours(video: Path, model: Path, out_dir: Path, policy: str) -> dict:
     phases, started, cpu = {}, time.perf_counter(), cpu_seconds()
     loaded = runtime.load(str(model))
     phases["load"] = time.perf_counter() - started
+    # A cache holding only the signals (stored below) and the frames' vision features, so the scan
+    # is timed on its own (scores are not cached): the criteria step keeps the features of the
+    # frames it shows the model, as in the app, the scan keeps the rest, and the re-score row uses them.
+    only_signals = ScoreCache(out_dir / "signals-cache")
     mark = time.perf_counter()
+    info = media.probe_video(video)
+    frames = frames_per_window or default_frames_per_window(SMOLVLM, WINDOW_SECONDS)
+    shown = criteria_frames(window_frames(make_windows(info.duration, WINDOW_SECONDS), info, frames))
     try:
         criteria = propose_criteria(str(video), str(model), runtime,
                                     settings=GenerationSettings(max_new_tokens=criteria_tokens(policy),
-                                                                min_new_tokens=criteria_tokens(policy)))
+                                                                min_new_tokens=criteria_tokens(policy)),
+                                    frame_numbers=shown, features=only_signals.frame_features.for_video(file_sha256(video)))
     except BadInputError:  # the stand-in's padded vocabulary decodes to nothing; the work was done
         criteria = "anything moving"
     phases["criteria"] = time.perf_counter() - mark
     mark, cpu_mark = time.perf_counter(), cpu_seconds()
-    info = media.probe_video(video)
     found = signals.measure(video, info)
     phases["signals"] = time.perf_counter() - mark
     costs = {"signals_cpu_s": cpu_seconds() - cpu_mark}
     costs.update(one_pass_costs(video, info, str(model)))
-    # A cache holding only the signals, so the scan below is timed on its own (scores are not cached;
-    # the scan keeps its frames' vision features there, which the re-score row then uses).
-    only_signals = ScoreCache(out_dir / "signals-cache")
     only_signals.store(only_signals.key("signals", video=file_sha256(video), version=signals.SIGNALS_VERSION),
                        found.to_dict())
     mark, cpu_mark = time.perf_counter(), cpu_seconds()
     request = HighlightRequest(video=str(video), model=str(model), criteria=criteria, window_seconds=WINDOW_SECONDS,
-                               target_seconds=TARGET_SECONDS)
+                               target_seconds=TARGET_SECONDS, frames_per_window=frames_per_window)
     analysis = analyse(request, runtime, cache=only_signals)
     phases["decode+score"] = time.perf_counter() - mark
     costs["scan_cpu_s"] = cpu_seconds() - cpu_mark
@@ -373,12 +381,13 @@ def run_reference(video: Path, model: Path, out_dir: Path, every: int, policy: s
 # =============================================================================================
 
 
-def measure(quick: bool = False, every: int = 1, model: Path | None = None, policy: str = "space-max") -> dict:
+def measure(quick: bool = False, every: int = 1, model: Path | None = None, policy: str = "space-max",
+            frames_per_window: int | None = None) -> dict:
     video, default_model = source_video(quick), model is None
     model = stand_in("256m") if default_model else model
     with tempfile.TemporaryDirectory() as work:
         load_before = _load_average()
-        ours = run_ours(video, model, Path(work) / "ours", policy)
+        ours = run_ours(video, model, Path(work) / "ours", policy, frames_per_window)
         _say(f"ours: {ours['total_s']:.1f} s end to end")
         load_between = _load_average()
         reference = run_reference(video, model, Path(work), every, policy)
@@ -499,10 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="another checkpoint (smoke runs with a tiny one)")
     parser.add_argument("--costs-only", action="store_true",
                         help="run ours only and print what shots, sound and reframing cost (no reference)")
+    parser.add_argument("--frames-per-window", type=int, default=None, metavar="N",
+                        help="our frames per window (default: the app's, 2 per 10 s window): the speed/coverage "
+                             "trade-off; the reference is unchanged")
     args = parser.parse_args(argv)
     if args.costs_only:
-        return _costs_only(args.quick, args.model, args.answers)
-    figures = measure(args.quick, max(1, args.baseline_every), args.model, args.answers)
+        return _costs_only(args.quick, args.model, args.answers, args.frames_per_window)
+    figures = measure(args.quick, max(1, args.baseline_every), args.model, args.answers, args.frames_per_window)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"highlights_vs_reference-cpu-{stamp}.json"
@@ -512,12 +524,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _costs_only(quick: bool, model: Path | None, policy: str) -> int:
+def _costs_only(quick: bool, model: Path | None, policy: str, frames_per_window: int | None = None) -> int:
     video = source_video(quick)
     model = stand_in("256m") if model is None else model
     with tempfile.TemporaryDirectory() as work:
         load_before = _load_average()
-        ours = run_ours(video, model, Path(work) / "ours", policy)
+        ours = run_ours(video, model, Path(work) / "ours", policy, frames_per_window)
     figures = {"video": video.name, "model": str(model), "ours": ours, "load_average": [load_before, _load_average()],
                "machine": machine()}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

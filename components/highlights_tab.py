@@ -9,7 +9,8 @@ criteria), ``/highlights_rerender`` (render an edited table). Speech (issue 17) 
 inputs are the LAST ones of ``/highlights`` (speech model, speech mode, captions, caption style),
 ``/highlights_criteria`` (speech model, speech mode, captions: the suggestion then reads what
 is said) and ``/highlights_rerender`` (captions, caption style), each with a default: older
-callers keep working.
+callers keep working. ``/highlights_criteria`` then takes the window settings (window, overlap,
+frames), so the frames it shows the model are frames the scan scores (encoded once for both).
 """
 
 from __future__ import annotations
@@ -140,15 +141,18 @@ def build_highlights_tab(config: AppConfig) -> None:
                                          progress_callback(progress))
             return (*_outputs(result), result.analysis.criteria)
 
-    def suggest_fn(video, model, asr=ASR_OFF, speech="auto", captions=False, progress=gr.Progress(),
-                   request: gr.Request = None):
+    def suggest_fn(video, model, asr=ASR_OFF, speech="auto", captions=False, window=DEFAULT_WINDOW_SECONDS,
+                   overlap=0.0, frames=0, progress=gr.Progress(), request: gr.Request = None):
         with ui_errors():
             if not video:
                 raise BadInputError("Upload a video first.")
             chosen = run_speech_model(asr, speech, captions, config) if speech != "off" else ASR_OFF
             with RUNS.running(session_key(request, SCOPE)) as cancel:
+                # The scan's window settings: the frames shown for the criteria are frames it scores.
                 return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress),
-                                        asr_model=chosen if asr_enabled(chosen) else None)
+                                        asr_model=chosen if asr_enabled(chosen) else None,
+                                        window_seconds=float(window or DEFAULT_WINDOW_SECONDS),
+                                        overlap_seconds=float(overlap or 0), frames_per_window=int(frames) if frames else None)
 
     def rerender_fn(state, rows, aspect, reframe, captions=False, caption_style="lines", progress=gr.Progress(),
                     request: gr.Request = None):
@@ -175,7 +179,7 @@ def build_highlights_tab(config: AppConfig) -> None:
                 audio_weight, aspect, reframe, asr, speech, captions, caption_style]
     found = run.click(find, settings, [*outputs, criteria], api_name="highlights",
                       concurrency_id="model", concurrency_limit=config.concurrency)
-    suggested = suggest.click(suggest_fn, [video, model, asr, speech, captions], [criteria], api_name="highlights_criteria",
+    suggested = suggest.click(suggest_fn, [video, model, asr, speech, captions, window, overlap, frames], [criteria], api_name="highlights_criteria",
                               concurrency_id="model", concurrency_limit=config.concurrency)
     rerendered = rerender.click(rerender_fn, [analysis_state, table, aspect, reframe, captions, caption_style], outputs,
                                 api_name="highlights_rerender")

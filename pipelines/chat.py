@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import isolation, media
 from .devices import on_fresh_thread
@@ -34,6 +34,9 @@ from .generation import Chunk, GenerationSettings
 from .messages import IMAGE, VIDEO, BuiltConversation, Turn, build_messages
 from .registry import ModelSpec, asr_enabled
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from .features import VideoFeatures
 
 Detail = Literal["auto", "low", "high"]
 
@@ -48,6 +51,11 @@ class ChatRequest:
     max_frames: int | None = None  # None: the model's default (SmolVLM2 64; PerceptionLM 32)
     image_detail: Detail = "auto"  # low: one tile per image (fast); high: the model's tiling
     asr_model: str | None = None  # hear the video with this speech model (None or "off": do not)
+    # The video's frames by number instead of the sampler's choice (at most max_frames of them).
+    video_frames: tuple[int, ...] | None = None
+    # The video's kept vision features (pipelines.features): a local engine encodes only frames
+    # not seen before and keeps the new ones (highlights' criteria share their frames with the scan).
+    frame_features: "VideoFeatures | None" = None
 
 
 class ChatStream:
@@ -104,11 +112,12 @@ def _prepare_chat(request: ChatRequest, runtime: Runtime, cancel: threading.Even
         list(request.turns),
         spec.family,
         load_image=lambda path: media.open_image(path, runtime.limits),
-        load_video=lambda path: _load_video_cached(path, fps, max_frames, runtime, cancel),
+        load_video=lambda path: _load_video_cached(path, fps, max_frames, runtime, cancel, request.video_frames),
         system_prompt=request.system_prompt,
         hear=listener.said if listener is not None else None,
     )
-    prepared = engine.prepare(request.model, built, request.settings, request.image_detail, runtime)
+    prepared = engine.prepare(request.model, built, request.settings, request.image_detail, runtime,
+                              features=request.frame_features)
     prepared.frames_seen = _frames_seen(built)
     if listener is not None and listener.note:
         prepared.notices.append(listener.note)
@@ -179,16 +188,17 @@ _VIDEO_CACHE_SIZE = 2
 
 
 def _load_video_cached(path: str, fps: float | None, max_frames: int, runtime: Runtime,
-                       cancel: threading.Event | None = None) -> media.VideoClip:
+                       cancel: threading.Event | None = None, frames: tuple[int, ...] | None = None) -> media.VideoClip:
     """History videos are re-sent every turn; decode each (file, sampling) once, not every turn.
-    Uploaded videos are untrusted: they are decoded in a bounded child process."""
+    Uploaded videos are untrusted: they are decoded in a bounded child process. ``frames``: these
+    frame numbers instead of the sampler's choice."""
     stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, fps, max_frames)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, fps, max_frames, frames)
     with _video_cache_lock:
         if key in _video_cache:
             _video_cache.move_to_end(key)
             return _video_cache[key]
-    clip = isolation.load_video(path, fps, max_frames, runtime.limits, cancel)
+    clip = isolation.load_video(path, fps, max_frames, runtime.limits, cancel, frames)
     with _video_cache_lock:
         _video_cache[key] = clip
         while len(_video_cache) > _VIDEO_CACHE_SIZE:

@@ -25,6 +25,12 @@ Contract
   (``encode_distinct``): static shots cost one encoding; the scores are the same.
   Features are kept in the model's dtype, so a cached pass computes what the pixel pass does
   (tests: within 1e-4 on both tiny checkpoints).
+* Generation reads them too: ``with_kept_features(loaded, inputs, indices, frames)`` puts a
+  one-video prompt's frames as features (kept ones read, new ones encoded and kept) in place of
+  its pixels; ``generate_inputs`` hands them to ``model.generate`` (transformers encodes pixels
+  in generate's own ``mm_encoder_outputs`` step, which pre-encoded features skip). The
+  highlights' criteria step shows the model frames of the scan's grid this way, so those frames
+  are encoded once for both (pipelines.highlights.pipeline ``criteria_frames``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -264,10 +270,11 @@ class FeaturesMissing(Exception):
     (evicted or damaged since it was checked); the caller decodes that window instead."""
 
 
-def features_pass(loaded, text_inputs: dict, frames: FrameInputs,
+def features_pass(loaded, text_inputs: dict, frames: FrameInputs, *, keep: Callable | None = None,
                   **forward_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ONE forward pass on known + newly encoded features -> (logits, the new features (M, tokens,
-    hidden) in ``frames.missing`` order, or None when every frame was known)."""
+    hidden) in ``frames.missing`` order, or None when every frame was known). ``keep``: called with
+    the pass's key/value cache (pass ``use_cache=True``; pipelines.prefix_cache keeps prefixes)."""
     from .devices import DEVICE_LOCK, current_cancel_event
     from .errors import GenerationCancelled
 
@@ -277,24 +284,82 @@ def features_pass(loaded, text_inputs: dict, frames: FrameInputs,
     # The encoder runs outside the model's top-level forward (whose hooks take the device lock):
     # hold the lock around both, as one pass. It is re-entrant, and refuses a stopped request.
     with DEVICE_LOCK.held(cancel):
-        return _features_pass(loaded, text_inputs, frames, **forward_kwargs)
+        return _features_pass(loaded, text_inputs, frames, keep, **forward_kwargs)
 
 
-def _features_pass(loaded, text_inputs: dict, frames: FrameInputs, **forward_kwargs):
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
+def _features_pass(loaded, text_inputs: dict, frames: FrameInputs, keep: Callable | None = None, **forward_kwargs):
     device = loaded.device
     new = None
     if frames.pixels is not None:
         new = encode_distinct(loaded, frames.pixels.to(device), _on(frames.masks, device))
-    fresh = iter(new) if new is not None else iter(())
-    merged = torch.stack([f.to(device, loaded.dtype) if f is not None else next(fresh) for f in frames.known])
-    pooled = merged.reshape(-1, merged.shape[-1]) if loaded.spec.family == SMOLVLM else merged
-    encoder_outputs = {_SLOT[loaded.spec.family]: BaseModelOutputWithPooling(pooler_output=pooled)}
+    merged = merge_features(loaded, frames.known, new)
     inputs = {name: _on(value, device) for name, value in text_inputs.items()}
     with torch.inference_mode():
-        logits = loaded.model(**inputs, mm_encoder_outputs=encoder_outputs, **forward_kwargs).logits
-    return logits, new
+        output = loaded.model(**inputs, mm_encoder_outputs=encoder_outputs(loaded, merged), **forward_kwargs)
+    if keep is not None and output.past_key_values is not None:
+        keep(output.past_key_values)
+    return output.logits, new
+
+
+def merge_features(loaded, known: Sequence[torch.Tensor | None], new: torch.Tensor | None) -> torch.Tensor:
+    """(N, tokens, hidden) on the model's device and dtype, in prompt order: each known frame's
+    features, and the newly encoded ones (``new``, in order) where ``known`` has None."""
+    fresh = iter(new) if new is not None else iter(())
+    return torch.stack([(f if f is not None else next(fresh)).to(loaded.device, loaded.dtype) for f in known])
+
+
+def encoder_outputs(loaded, merged: torch.Tensor) -> dict:
+    """Per-frame features -> transformers' ``mm_encoder_outputs`` (the slot this family reads)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    pooled = merged.reshape(-1, merged.shape[-1]) if loaded.spec.family == SMOLVLM else merged
+    return {_SLOT[loaded.spec.family]: BaseModelOutputWithPooling(pooler_output=pooled)}
+
+
+# --------------------------------------------------------------------------------------------
+# Generation on kept features (a one-video chat prompt: the highlights' criteria step)
+# --------------------------------------------------------------------------------------------
+
+# The key under which a prompt's inputs carry its video's frame features in place of its pixels:
+# a plain tensor, so the engines move it like any input (ZeroGPU pickles inputs to its worker).
+FEATURES_INPUT = "frame_features"
+
+
+def encode_held(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """``encode_distinct`` on the model's device under the device lock (the encoder runs outside
+    the model's top-level forward, whose hooks take the lock); features on the CPU."""
+    from .devices import DEVICE_LOCK, current_cancel_event
+
+    with DEVICE_LOCK.held(current_cancel_event()):
+        return encode_distinct(loaded, pixels.to(loaded.device), _on(masks, loaded.device)).cpu()
+
+
+def with_kept_features(loaded, inputs: dict, indices: Sequence[int], frames: "FrameFeatures",
+                       encode: Callable = encode_held) -> dict:
+    """A one-video prompt's inputs with its frames as vision features instead of pixels: the kept
+    ones read from ``frames``, the others encoded by ``encode(loaded, pixels, masks)`` (where the
+    engine runs the model) and kept for the next user of this video's frames (the scan).
+    ``indices``: the frames' numbers in the video, in prompt order. ``generate_inputs`` turns
+    the result into what ``model.generate`` takes; the answer equals the pixel prompt's."""
+    text, pixels, masks = split_pixels(loaded, inputs)
+    if pixels.shape[0] != len(indices):
+        raise ValueError(f"{len(indices)} frame numbers were given for {pixels.shape[0]} frames")
+    known = [frames.get(int(index)) for index in indices]
+    request = frame_inputs(known, pixels, masks)
+    new = encode(loaded, request.pixels, request.masks) if request.missing else None
+    if new is not None:
+        frames.put_many({int(indices[k]): features for k, features in zip(request.missing, new)})
+    return {**text, FEATURES_INPUT: merge_features(loaded, known, new)}
+
+
+def generate_inputs(loaded, inputs: dict) -> dict:
+    """Inputs for ``model.generate``: kept frame features (``with_kept_features``) go in the
+    ``mm_encoder_outputs`` slot; any other inputs are returned as they are."""
+    if FEATURES_INPUT not in inputs:
+        return inputs
+    rest = dict(inputs)
+    merged = rest.pop(FEATURES_INPUT).to(loaded.device, loaded.dtype)
+    return {**rest, "mm_encoder_outputs": encoder_outputs(loaded, merged)}
 
 
 def _on(value, device):
@@ -305,5 +370,6 @@ def flatten_frames(frames: Sequence[Sequence[int]]) -> list[int]:
     return [int(i) for clip in frames for i in clip]
 
 
-__all__ = ["FEATURES_VERSION", "FeatureStore", "FeaturesMissing", "FrameFeatures", "FrameInputs", "VideoFeatures",
-           "encode_distinct", "encode_frames", "features_pass", "frame_inputs", "same_frame", "split_pixels"]
+__all__ = ["FEATURES_INPUT", "FEATURES_VERSION", "FeatureStore", "FeaturesMissing", "FrameFeatures", "FrameInputs",
+           "VideoFeatures", "encode_distinct", "encode_frames", "encode_held", "encoder_outputs", "features_pass",
+           "frame_inputs", "generate_inputs", "merge_features", "same_frame", "split_pixels", "with_kept_features"]

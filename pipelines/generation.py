@@ -15,6 +15,8 @@ Contract: ``stream_generate(loaded, inputs, settings, cancel, stall_s=None) -> I
 - Watchdog: no token for ``stall_s`` seconds (the ``generation_stall_s`` limit) means the worker
   hung: it is abandoned (stop set, the device lock handed back if it holds it, never joined)
   and ``ModelStalledError`` is raised, so the next request is served.
+- ``inputs`` may carry a video's kept vision features in place of its pixels
+  (pipelines.features.with_kept_features): they reach ``generate`` as ``mm_encoder_outputs``.
 - Which process or machine runs the model is the engine's choice (pipelines.engines): this
   module always generates here; ZeroGPU's GPU worker calls it too (pipelines.zerogpu).
 """
@@ -34,6 +36,7 @@ from transformers.generation.streamers import BaseStreamer
 from .background import PENDING, Background
 from .devices import DEVICE_LOCK, cancel_scope
 from .errors import GenerationCancelled, ModelStalledError, OutOfMemoryError
+from .features import generate_inputs
 from .limits import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LIMITS
 from .memory import is_out_of_memory
 
@@ -147,7 +150,7 @@ def stream_generate(loaded, inputs: dict, settings: GenerationSettings, cancel: 
         streamer.emit = emit
         with cancel_scope(stop), torch.inference_mode():
             loaded.model.generate(
-                **inputs,
+                **generate_inputs(loaded, inputs),
                 **settings.generate_kwargs(),
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_CancelOnEvent(stop)]),

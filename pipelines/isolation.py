@@ -42,7 +42,7 @@ import threading
 import time
 from multiprocessing import spawn
 from multiprocessing.connection import wait
-from typing import Callable
+from typing import Callable, Sequence
 
 from . import errors, media
 from .errors import DecodeError, GenerationCancelled, VLMError
@@ -105,10 +105,11 @@ def run(function: Callable, *args, what: str, timeout_s: float, memory_mb: float
 
 
 def load_video(path, fps: float | None, max_frames: int, limits: Limits = LIMITS,
-               cancel: threading.Event | None = None) -> media.VideoClip:
+               cancel: threading.Event | None = None, frames: Sequence[int] | None = None) -> media.VideoClip:
     """``media.load_video`` in a child bounded by the ``decode_timeout_s`` and
     ``decode_memory_mb`` limits."""
-    return run(media.load_video, str(path), fps, max_frames, limits, what=media.display_name(path),
+    chosen = tuple(int(i) for i in frames) if frames is not None else None
+    return run(media.load_video, str(path), fps, max_frames, limits, chosen, what=media.display_name(path),
                timeout_s=float(limits.decode_timeout_s.value), memory_mb=float(limits.decode_memory_mb.value),
                cancel=cancel)
 

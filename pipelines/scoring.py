@@ -33,6 +33,11 @@ looked for "yes" in it, which also matched "eyes").
   processed pixels equal the previous frame's, bit for bit (within a batch, or the last frame
   of the previous batch), reuses its features. Scores equal the pixel pass within 1e-4 (fp32,
   both families).
+* Kept prefixes (pipelines.prefix_cache): a Scorer given ``prefix_cache`` (and frame features)
+  keeps, from each full pass, the language model's keys and values for every row's prefix
+  (system prompt + frames); a batch whose rows' prefixes are ALL kept (the same windows scored
+  again with other criteria) runs only the tokens after them. Scores equal the full pass's
+  (within 1e-5 fp32, both families).
 * Per-clip text (``score_batch(..., texts=[...])``): a line said before the question for each clip
   (highlights that hear: "Said in this part: ..."), user text like the question, so control
   tokens in it are neutralised by the processor (``sanitize_control_tokens``). ``count_tokens``
@@ -50,6 +55,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import features as frame_features_module
+from . import prefix_cache as prefix_cache_module
 from . import media
 from .encoding import encode_batch
 from .devices import cancel_scope, on_fresh_thread
@@ -106,12 +112,15 @@ class Scorer:
     def __init__(self, loaded: LoadedModel, question: str, options: Sequence[str] = ("yes", "no"), system_prompt: str = "",
                  *, forward_logits: Callable[..., torch.Tensor] | None = None,
                  forward_features: Callable[..., tuple] | None = None,
-                 frame_features: "frame_features_module.FrameFeatures | None" = None):
+                 frame_features: "frame_features_module.FrameFeatures | None" = None,
+                 prefix_cache: "prefix_cache_module.PrefixCache | None" = None):
         """``forward_logits(loaded, inputs, **kwargs)`` -> the model's logits; ``local_logits``
         (this process) unless an engine runs the pass elsewhere. ``forward_features(loaded,
         text_inputs, frame_inputs, **kwargs)`` -> (logits, new features): the same pass fed with
         cached frame features (``features.features_pass`` here). ``frame_features``: the video's
-        frame features for this model (None: every pass takes pixels, as before)."""
+        frame features for this model (None: every pass takes pixels, as before). ``prefix_cache``:
+        where rows' prefixes (system prompt + frames) are kept, with ``frame_features`` (None: off;
+        pipelines.prefix_cache)."""
         if not question.strip():
             raise BadInputError("The scoring question is empty.")
         self.loaded = loaded
@@ -121,6 +130,8 @@ class Scorer:
         self.forward_logits = forward_logits or local_logits
         self.forward_features = forward_features or frame_features_module.features_pass
         self.frame_features = frame_features
+        use_prefixes = prefix_cache is not None and prefix_cache.enabled and frame_features is not None
+        self.prefix_cache = prefix_cache if use_prefixes else None
         self._previous: tuple | None = None  # (pixels, masks, features) of the last decoded frame scored
 
     def score_batch(self, clips: Sequence[media.VideoClip], cancel: threading.Event | None = None,
@@ -148,12 +159,20 @@ class Scorer:
         if self.frame_features is None or frames is None:
             logits = self._forward(inputs, cancel)
         else:
-            logits = self._forward_with_features(inputs, frame_features_module.flatten_frames(frames), cancel, decoded)
+            logits = self._forward_with_features(inputs, frames, cancel, decoded)
         return [float(p) for p in option_probability(logits, self.answers)]
 
-    def _forward_with_features(self, inputs, indices: list[int], cancel: threading.Event | None,
+    def _forward_with_features(self, inputs, frames: Sequence[Sequence[int]], cancel: threading.Event | None,
                                decoded: bool = True) -> torch.Tensor:
-        """The pass on cached features; the vision encoder sees only frames not seen before."""
+        """The pass on cached features; the vision encoder sees only frames not seen before. With
+        every row's prefix kept (a re-score), only the rows' suffixes run."""
+        prefixes = self._prefix_rows(inputs, frames)
+        if prefixes is not None:
+            kept = self.prefix_cache.lookup(prefixes[0])
+            if kept is not None:
+                self._previous = None
+                return self._on_kept_prefixes(inputs, kept, prefixes[1], cancel)
+        indices = frame_features_module.flatten_frames(frames)
         text, pixels, masks = frame_features_module.split_pixels(self.loaded, inputs)
         if pixels.shape[0] != len(indices):
             raise BadInputError(f"{len(indices)} frame numbers were given for {pixels.shape[0]} frames.")
@@ -163,13 +182,42 @@ class Scorer:
         if decoded:
             self._reuse_previous(known, pixels, masks)
         request = frame_features_module.frame_inputs(known, pixels, masks)
-        logits, new = self._guarded(lambda kwargs: self.forward_features(self.loaded, text, request, **kwargs),
-                                    inputs["attention_mask"], cancel)
+        caches: list = []
+        keeping = {"use_cache": True, "keep": caches.append} if prefixes is not None else {}
+        logits, new = self._guarded(
+            lambda kwargs: self.forward_features(self.loaded, text, request, **{**kwargs, **keeping}),
+            inputs["attention_mask"], cancel)
+        if caches:
+            self.prefix_cache.keep(prefixes[0], inputs["input_ids"], prefixes[1], caches[0])
         fresh = dict(zip(request.missing, new)) if new is not None else {}
         self.frame_features.put_many({indices[k]: features for k, features in fresh.items()})
         if decoded:
             last = len(indices) - 1
             self._previous = (pixels[last:], masks[last:] if masks is not None else None, fresh.get(last, known[last]))
+        return logits[:, -1, :]
+
+    def _prefix_rows(self, inputs, frames: Sequence[Sequence[int]]) -> tuple[list[str], list] | None:
+        """(each row's prefix key, each row's (first real token, end of prefix)), or None when
+        prefixes are not kept (pipelines.prefix_cache)."""
+        if self.prefix_cache is None:
+            return None
+        ids = inputs["input_ids"]
+        spans = prefix_cache_module.rows(self.loaded, ids, inputs["attention_mask"])
+        if spans is None:
+            return None
+        # Kept prefixes are a memory layer in front of the feature store: another store (folder)
+        # does not see them, so a scan with a fresh cache does the full work.
+        store = f"{self.frame_features.store.folder}:{self.frame_features.prefix}"
+        keys = [prefix_cache_module.row_key(f"{store}:{','.join(map(str, clip))}", ids[row, start:end])
+                for row, (clip, (start, end)) in enumerate(zip(frames, spans))]
+        return keys, spans
+
+    def _on_kept_prefixes(self, inputs, kept: list, spans: list, cancel: threading.Event | None) -> torch.Tensor:
+        """Each row's tokens after its kept prefix, through the language model only."""
+        ids = inputs["input_ids"]
+        suffixes = [ids[row, end:] for row, (_start, end) in enumerate(spans)]
+        logits = self._guarded(lambda _kwargs: prefix_cache_module.suffix_pass(self.loaded, kept, suffixes),
+                               inputs["attention_mask"], cancel)
         return logits[:, -1, :]
 
     def _reuse_previous(self, known: list, pixels: torch.Tensor, masks: torch.Tensor | None) -> None:

@@ -257,3 +257,22 @@ def features_pass(loaded, text_inputs: dict, frames, **forward_kwargs):
     """``features.features_pass`` computed by the GPU worker: (CPU float logits, the newly encoded
     frames' features on the CPU or None). Only the pixels of frames not yet encoded are sent."""
     return _features_on_gpu(model_key(loaded), to_cpu(text_inputs), frames, to_cpu(forward_kwargs))
+
+
+def _encode_duration(key, pixels, masks) -> int:
+    return estimate_seconds(0, 0, int(pixels.shape[0]))
+
+
+def _encode_in_worker(key, pixels, masks):
+    from .features import encode_held
+
+    return encode_held(worker_model(key), pixels, masks)
+
+
+_encode_on_gpu = gpu_task(duration=_encode_duration)(_encode_in_worker)
+
+
+def encode_frames(loaded, pixels, masks=None):
+    """``features.encode_held`` computed by the GPU worker: the frames' vision features, on the
+    CPU (a chat prompt's new frames; the generation then runs on features in its own task)."""
+    return _encode_on_gpu(model_key(loaded), pixels.cpu(), masks.cpu() if masks is not None else None)

@@ -129,3 +129,13 @@ def test_speech_rows_time_the_soundtrack_and_whisper_per_audio_minute(tiny_whisp
     seconds_per_minute = (figures["decode_s"] + figures["transcribe_s"]) / (figures["audio_s"] / 60)
     assert per_minute.ours == round(seconds_per_minute, 2) and per_minute.ratio == round(60 / seconds_per_minute, 2)
     assert ten_minutes.ours == round(10 * seconds_per_minute, 1)
+
+
+def test_vision_batch_times_every_size_through_the_apps_encoder(tiny_model, capsys):
+    from benchmarks import vision_batch
+
+    results = vision_batch.seconds_per_frame(tiny_model, [1, 2, 4], dtype="fp32")
+    assert sorted(results) == [1, 2, 4] and all(0 < seconds < 10 for seconds in results.values())
+    assert vision_batch.main(["--model", str(tiny_model), "--batches", "1,3", "--dtype", "fp32"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 frames per call" in printed and "fastest:" in printed

@@ -59,3 +59,21 @@ def test_on_zerogpu_frames_are_encoded_once_and_other_criteria_score_on_them(tin
     assert len(fake_spaces.durations) == 2 * batches  # still one GPU task per batch
     expected = analyse(other, RUNTIME, cache=ScoreCache(enabled=False)).visual
     assert list(analysis.visual) == pytest.approx(list(expected), abs=1e-4)
+
+
+def test_on_zerogpu_a_chat_on_kept_features_encodes_in_a_gpu_task_once(tiny_smolvlm, video_20s, fake_spaces,
+                                                                       tmp_path):  # noqa: F811
+    """The criteria step's chat: its new frames are encoded in one GPU task and kept; the next
+    chat on them runs only the generation task; the answers equal the in-process pixel answer."""
+    from pipelines import features
+    from tests.test_frame_features import _described
+
+    store = features.FeatureStore(tmp_path).for_video("video")
+    on_pixels = _described(tiny_smolvlm, video_20s, None)  # in the GPU task too: as in-process (test above)
+    assert len(fake_spaces.durations) == 1
+    first = _described(tiny_smolvlm, video_20s, store)
+    assert len(fake_spaces.durations) == 3  # encode the new frames, then generate
+    second = _described(tiny_smolvlm, video_20s, store)
+    assert len(fake_spaces.durations) == 4  # generate only: every frame was kept
+    assert first == on_pixels and second == on_pixels
+    assert len(list(tmp_path.glob("*.safetensors"))) == 6

@@ -65,6 +65,14 @@ def counting(monkeypatch, model_dir):
         monkeypatch.setattr(windows_module.isolation, "run", real_run)
 
 
+def as_a_new_process() -> None:
+    """Forget the rows' prefixes kept in memory (pipelines.prefix_cache): what a new process
+    finds is the feature store on disk only."""
+    from pipelines.prefix_cache import PREFIXES
+
+    PREFIXES.clear()
+
+
 def _uncached(request) -> list[float]:
     return list(analyse(request, RUNTIME, cache=ScoreCache(enabled=False)).visual)
 
@@ -97,6 +105,7 @@ def test_a_partly_kept_video_encodes_only_the_missing_frames(tiny_smolvlm, short
     for path in kept[::2]:
         path.unlink()
     kept[1].write_bytes(b"not a safetensors file")  # damaged: a miss, never an error
+    as_a_new_process()
     other = _request(short_video, tiny_smolvlm, "a dark moment")
     with counting(monkeypatch, tiny_smolvlm) as counts:
         scores = list(analyse(other, RUNTIME, cache=cache).visual)
@@ -183,9 +192,198 @@ def test_features_gone_since_the_check_are_decoded_and_kept_again(tiny_smolvlm, 
     analyse(_request(short_video, tiny_smolvlm), RUNTIME, cache=cache)
     damaged = sorted((tmp_path / "features").glob("*.safetensors"))[0]
     damaged.write_bytes(b"damaged")  # still there for the check, unreadable when scored
+    as_a_new_process()
     other = _request(short_video, tiny_smolvlm, "a dark moment")
     with counting(monkeypatch, tiny_smolvlm) as counts:
         scores = list(analyse(other, RUNTIME, cache=cache).visual)
     assert counts["decodes"] >= 1 and counts["frames"] >= 1
     assert scores == pytest.approx(_uncached(other), abs=1e-4)
     assert damaged.stat().st_size > len(b"damaged")  # encoded again and kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation on kept features: the criteria step shares its frames with the scan
+# ---------------------------------------------------------------------------------------------
+
+CHOSEN = (3, 40, 77, 150, 200, 290)  # frame numbers of the 20 s, 15 fps test video
+
+
+def _described(model_dir, video, features) -> tuple[str, int, list]:
+    """A greedy video chat about the CHOSEN frames: (answer, tokens, timestamps seen)."""
+    from pipelines.chat import ChatRequest, start_chat
+    from pipelines.generation import GenerationSettings
+    from pipelines.messages import VIDEO, Attachment, Turn
+
+    request = ChatRequest(model=str(model_dir), turns=(Turn("user", "Describe it.", (Attachment(VIDEO, str(video)),)),),
+                          settings=GenerationSettings(max_new_tokens=12), max_frames=len(CHOSEN), video_frames=CHOSEN,
+                          frame_features=features)
+    stream = start_chat(request, RUNTIME)
+    try:
+        for _chunk in stream:
+            pass
+    finally:
+        stream.close()
+    return stream.text, stream.last.generated_tokens, [seconds for _, seconds in stream.prepared.frames_seen]
+
+
+def test_a_chat_on_kept_features_answers_as_on_pixels_and_keeps_them(tiny_model, video_20s, tmp_path, monkeypatch):
+    store = features_module.FeatureStore(tmp_path).for_video("video")
+    on_pixels = _described(tiny_model, video_20s, None)
+    assert on_pixels[2] == pytest.approx([i / 15 for i in CHOSEN])  # the chosen frames, with their times
+    with counting(monkeypatch, tiny_model) as first:
+        encoded = _described(tiny_model, video_20s, store)
+    with counting(monkeypatch, tiny_model) as second:
+        kept = _described(tiny_model, video_20s, store)
+    assert on_pixels[1] > 0 and encoded == on_pixels and kept == on_pixels
+    assert first["frames"] == len(CHOSEN) and second["vision"] == 0  # encoded once, then read back
+    assert len(list(tmp_path.glob("*.safetensors"))) == len(CHOSEN)
+
+
+def test_suggested_criteria_show_frames_the_scan_then_does_not_encode_again(tiny_model, video_20s, tmp_path,
+                                                                           monkeypatch):
+    from pipelines.highlights.pipeline import criteria_frames
+    from pipelines.highlights.windows import make_windows, window_frames
+
+    request = dataclasses.replace(_request(video_20s, tiny_model, ""), auto_criteria=True)
+    info = media.probe_video(video_20s)
+    grid = window_frames(make_windows(info.duration, 2.0), info, 2)
+    assert len(grid) > len(criteria_frames(grid)) == 16  # the scan scores frames the criteria did not see
+    with counting(monkeypatch, tiny_model) as counts:
+        analysis = analyse(request, RUNTIME, cache=ScoreCache(tmp_path))
+    assert analysis.criteria.strip()
+    # Each frame of the grid went through the vision encoder once: the 16 shown for the criteria
+    # were not encoded again by the scan (before, they were: 16 + len(grid) frames).
+    assert counts["frames"] == len(grid) == _distinct_runs_of(video_20s, grid)
+    typed = dataclasses.replace(request, criteria=analysis.criteria, auto_criteria=False)
+    assert list(analysis.visual) == pytest.approx(_uncached(typed), abs=1e-4)
+
+
+def _distinct_runs_of(video, indices) -> int:
+    """Frames of ``indices`` that differ from the one before (encode_distinct encodes only those)."""
+    import numpy as np
+
+    frames = media.read_frames(video, indices, backend="pyav")
+    return 1 + sum(not np.array_equal(frames[k - 1], frames[k]) for k in range(1, len(frames)))
+
+
+def test_criteria_frames_are_spread_evenly_over_the_scan_grid():
+    from pipelines.highlights.pipeline import criteria_frames
+
+    grid = tuple(range(0, 1200, 10))  # 120 frames, as a 10-minute scan at 2 frames per 10 s
+    chosen = criteria_frames(grid, 16)
+    assert len(chosen) == 16 and set(chosen) <= set(grid) and list(chosen) == sorted(set(chosen))
+    gaps = {b - a for a, b in zip(chosen, chosen[1:])}
+    assert max(gaps) - min(gaps) <= 10  # one grid step apart at most
+    assert chosen[0] < 80 and chosen[-1] > 1120  # the whole video, not its start
+    assert criteria_frames(grid[:5], 16) == grid[:5]
+    assert criteria_frames((), 16) is None  # whole-shot windows: the chat's sampler chooses
+
+
+def test_the_suggest_button_then_find_encode_each_frame_once(tiny_smolvlm, video_20s, tmp_path, monkeypatch):
+    """The tab's two steps: Suggest (with the scan's window settings), then Find with them."""
+    from pipelines.highlights.pipeline import suggest_criteria
+    from pipelines.highlights.windows import make_windows, window_frames
+
+    cache = ScoreCache(tmp_path)
+    info = media.probe_video(video_20s)
+    grid = window_frames(make_windows(info.duration, 2.0), info, 2)
+    with counting(monkeypatch, tiny_smolvlm) as suggested:
+        criteria = suggest_criteria(str(video_20s), str(tiny_smolvlm), RUNTIME, cache=cache, window_seconds=2.0,
+                                    frames_per_window=2)
+    with counting(monkeypatch, tiny_smolvlm) as found:
+        analyse(_request(video_20s, tiny_smolvlm, criteria), RUNTIME, cache=cache)
+    assert suggested["frames"] == 16 and found["frames"] == len(grid) - 16
+    # Window settings that cannot be used leave the choice to the chat's sampler: still an answer.
+    assert suggest_criteria(str(video_20s), str(tiny_smolvlm), RUNTIME, cache=ScoreCache(tmp_path / "other"),
+                            window_seconds=-1.0).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Kept prefixes: a re-score runs the question's tokens only
+# ---------------------------------------------------------------------------------------------
+
+
+def _language_model(model: torch.nn.Module) -> torch.nn.Module:
+    inner = model.model
+    return getattr(inner, "text_model", None) or inner.language_model
+
+
+def _scorer_pair(model_dir, store, prefixes):
+    """Two scorers of other criteria on the same frames: one keeping prefixes, one never."""
+    from pipelines.scoring import Scorer
+
+    loaded = RUNTIME.load(str(model_dir))
+    frames = store.for_model(loaded)
+    keeping = lambda question: Scorer(loaded, question, frame_features=frames, prefix_cache=prefixes)  # noqa: E731
+    plain = lambda question: Scorer(loaded, question, frame_features=frames)  # noqa: E731
+    return loaded, keeping, plain
+
+
+def test_rows_on_kept_prefixes_score_as_the_full_pass_with_only_their_suffix_run(tiny_model, video_20s, tmp_path):
+    from pipelines.highlights.windows import frame_indices, iter_window_clips, make_windows
+    from pipelines.prefix_cache import PrefixCache
+
+    info = media.probe_video(video_20s)
+    windows = make_windows(info.duration, 2.0)[:4]
+    clips = [clip for _, clip in iter_window_clips(video_20s, info, windows, 2)]
+    frames = [frame_indices(w, info.fps, info.frame_count, 2) for w in windows]  # in the video, as a scan gives
+    said = ["", 'Said in this part: "hello"', "", 'Said in this part: "a much longer line of what is said"']
+    prefixes = PrefixCache(max_bytes=1 << 30)
+    loaded, keeping, plain = _scorer_pair(tiny_model, features_module.FeatureStore(tmp_path).for_video("v"), prefixes)
+    keeping("Highlights: a goal. Answer yes or no.").score_batch(clips, frames=frames, texts=said)
+    assert len(prefixes) == len(clips)
+    question = "Highlights of this video: a save, a crowd cheering, a red card.\nAnswer yes or no."
+    seen: list[int] = []
+    hook = _language_model(loaded.model).register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.append(int((kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds") is not None
+                                                 else kwargs["input_ids"]).shape[1])), with_kwargs=True)
+    try:
+        again = keeping(question).score_batch(clips, frames=frames, texts=said)
+    finally:
+        hook.remove()
+    full = plain(question).score_batch(clips, frames=frames, texts=said)
+    assert again == pytest.approx(full, abs=1e-5)
+    # ONE pass on the longest row's tokens after its last frame: what is said and the question.
+    from pipelines.encoding import encode_batch
+    from pipelines.prefix_cache import rows
+
+    inputs = encode_batch(loaded, [keeping(question)._conversation(c, t) for c, t in zip(clips, said)], "low")
+    length = inputs["input_ids"].shape[1]
+    after_frames = max(length - end for _start, end in rows(loaded, inputs["input_ids"], inputs["attention_mask"]))
+    assert seen == [after_frames] and after_frames < length - 2 * len(frames)
+
+
+def test_the_prefix_cache_stays_within_its_bound_and_can_be_off(tiny_smolvlm, video_20s, tmp_path):
+    from pipelines.highlights.windows import frame_indices, iter_window_clips, make_windows
+    from pipelines.prefix_cache import PrefixCache
+
+    info = media.probe_video(video_20s)
+    windows = make_windows(info.duration, 2.0)[:3]
+    clips = [clip for _, clip in iter_window_clips(video_20s, info, windows, 2)]
+    frames = [frame_indices(w, info.fps, info.frame_count, 2) for w in windows]
+    store = features_module.FeatureStore(tmp_path).for_video("v")
+    probe = PrefixCache(max_bytes=1 << 30)
+    _scorer_pair(tiny_smolvlm, store, probe)[1]("Is it bright?").score_batch(clips[:1], frames=frames[:1])
+    one = probe._bytes
+    bounded = PrefixCache(max_bytes=2 * one + one // 2)
+    keeping = _scorer_pair(tiny_smolvlm, store, bounded)[1]
+    for clip, numbers in zip(clips, frames):
+        keeping("Is it bright?").score_batch([clip], frames=[numbers])
+    assert len(bounded) == 2 and bounded._bytes <= bounded.max_bytes  # the oldest row went first
+    assert bounded.lookup([next(iter(bounded._entries))]) is not None
+    off = PrefixCache(max_bytes=0)
+    assert _scorer_pair(tiny_smolvlm, store, off)[1]("Is it bright?").prefix_cache is None
+
+
+def test_a_re_scan_with_other_criteria_runs_neither_vision_nor_the_frames_tokens(tiny_model, short_video, tmp_path,
+                                                                                monkeypatch):
+    cache = ScoreCache(tmp_path)
+    analyse(_request(short_video, tiny_model), RUNTIME, cache=cache)
+    reads = []
+    real_get = features_module.FrameFeatures.get
+    monkeypatch.setattr(features_module.FrameFeatures, "get", lambda self, i: reads.append(i) or real_get(self, i))
+    other = _request(short_video, tiny_model, "a dark moment")
+    with counting(monkeypatch, tiny_model) as counts:
+        scores = list(analyse(other, RUNTIME, cache=cache).visual)
+    assert counts == {"decodes": 0, "vision": 0, "frames": 0} and reads == []  # prefixes only
+    assert scores == pytest.approx(_uncached(other), abs=1e-4)

@@ -180,6 +180,25 @@ def test_sampler_rejects_bad_arguments(meta, fps, max_frames):
         sample_indices(meta, fps, max_frames)
 
 
+def test_chosen_frames_are_clamped_sorted_once_each_with_their_times():
+    meta = _metadata(100, 25.0, 4.0)
+    sample = media.chosen_frames(meta, [40, 7, 40, 250])  # 250: a header's estimate ran past the end
+    assert sample.indices == (7, 40, 99)
+    assert sample.timestamps == (7 / 25.0, 40 / 25.0, 99 / 25.0)
+    for bad in ([], [-1, 3]):
+        with pytest.raises(BadInputError):
+            media.chosen_frames(meta, bad)
+
+
+def test_a_video_loads_with_chosen_frames_up_to_the_frame_limit(tmp_path):
+    video = mf.make_video(tmp_path / "v.mp4", seconds=2, fps=10, size=(64, 48))
+    clip = media.load_video(video, 1.0, 4, frames=(15, 2, 9))
+    assert clip.sample.indices == (2, 9, 15) and clip.frames.shape[0] == 3
+    np.testing.assert_array_equal(clip.frames, media.read_frames(video, [2, 9, 15]))
+    with pytest.raises(BadInputError, match="at most 2"):
+        media.load_video(video, 1.0, 2, frames=(1, 2, 3))
+
+
 def test_frame_sample_is_hashable_value():
     assert FrameSample((0, 1), (0.0, 0.5)) == FrameSample((0, 1), (0.0, 0.5))
 

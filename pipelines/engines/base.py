@@ -89,7 +89,9 @@ class Engine(Protocol):
     def capabilities(self, model: str, runtime) -> Capabilities: ...
 
     def prepare(self, model: str, built: BuiltConversation, settings: GenerationSettings, detail: str,
-                runtime) -> PreparedChat: ...
+                runtime, features=None) -> PreparedChat:
+        """``features``: the video's kept vision features (pipelines.features.VideoFeatures), which
+        an engine that keeps them uses for a one-video conversation; others ignore it."""
 
     def stream(self, prepared: PreparedChat, cancel: threading.Event, stall_s: float | None = None) -> Iterator[Chunk]: ...
 

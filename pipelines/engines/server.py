@@ -155,7 +155,9 @@ class ServerEngine:
     # -- chat ---------------------------------------------------------------------------------
 
     def prepare(self, model: str, built: BuiltConversation, settings: GenerationSettings, detail: str,
-                runtime=None) -> PreparedChat:
+                runtime=None, features=None) -> PreparedChat:
+        """``features`` is not used: the server keeps what it encoded itself (vLLM's multimodal and
+        prefix caches, README "Scaling out with vLLM")."""
         served = self.served_model(model)
         detail = "low" if detail == "low" else "high"
         body = {

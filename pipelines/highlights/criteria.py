@@ -10,16 +10,21 @@ scoring. An empty answer raises BadInputError asking the user to type criteria i
 With ``heard`` (the video's transcript text) the prompt also gives what is said, cut to
 ``HEARD_CHARS`` characters (user text: control tokens in it are neutralised like any chat text),
 so criteria can be about speech ("when the guest explains the method").
+With ``frame_numbers`` (frames of the scan's grid, pipelines.highlights.pipeline.criteria_frames)
+and ``features`` (the video's frame-feature store), the model is shown those frames as kept
+vision features: each is encoded once, for this answer and for the scan after it, on the local
+and ZeroGPU engines (a model server keeps its own caches).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..chat import ChatRequest, start_chat
 from ..errors import BadInputError, GenerationCancelled
+from ..features import VideoFeatures
 from ..generation import GenerationSettings
 from ..limits import LIMITS
 from ..messages import VIDEO, Attachment, Turn
@@ -46,14 +51,20 @@ def propose_criteria(
     settings: GenerationSettings = CRITERIA_SETTINGS,
     frames: int = CRITERIA_FRAMES,
     heard: str = "",
+    frame_numbers: Sequence[int] | None = None,
+    features: VideoFeatures | None = None,
 ) -> str:
-    """The model's own highlight criteria for ``video``; see the module docstring."""
+    """The model's own highlight criteria for ``video``; see the module docstring.
+    ``frame_numbers``: show these frames (at most ``frames``) instead of the sampler's choice;
+    ``features``: the video's kept vision features, read and added to (see the module docstring)."""
     request = ChatRequest(
         model=model,
         turns=(Turn("user", heard_prompt(heard), (Attachment(VIDEO, str(video)),)),),
         settings=settings,
         system_prompt=SYSTEM_PROMPT,
         max_frames=frames,
+        video_frames=tuple(int(i) for i in frame_numbers) if frame_numbers else None,
+        frame_features=features,
     )
     # The chat's own close() sets its cancel event (to stop its worker); the run's Stop must
     # reach the chat, but the chat's end must not stop the run's later stages.

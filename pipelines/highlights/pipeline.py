@@ -7,7 +7,9 @@ Contract
   get wrong is checked here, BEFORE any decoding or model work; the video is probed (in a
   bounded child), the model resolved, the dtype and frames per window worked out once.
 * ``analyse(request, runtime, cancel, on_progress, cache) -> Analysis``: every window's score.
-  Criteria come from the request or the model (cached). The signals pass (signals.py: shot
+  Criteria come from the request or the model (cached); the model is shown frames of the scan's
+  own grid (``criteria_frames``) through the feature store, so the frames it looks at for the
+  criteria are not encoded again by the scan. The signals pass (signals.py: shot
   cuts, loudness, motion, faces; one bounded child, cached per video content) runs next, and
   with fixed windows it also keeps the frames the scan scores (one decoding of the file for
   both; windows.scan_frames); windows are fixed-length or whole shots (``request.windows``;
@@ -66,14 +68,14 @@ from ..timecode import clock
 from . import exports, reframe, signals
 from .cache import ScoreCache, file_sha256
 from .captions import CAPTION_STYLES, reel_captions
-from .criteria import propose_criteria, tidy_criteria
+from .criteria import CRITERIA_FRAMES, propose_criteria, tidy_criteria
 from .hearing import Hearing, check_speech_mode, plan_hearing
 from .reframe import ReelShape
 from .render import reel_size, render_reel
 from .selection import Segment, Selection, total_seconds
 from .signals import AudioFeature, Signals
 from .windows import (KeptFrames, Window, check_window_settings, frame_indices, iter_window_clips, make_windows,
-                      placeholder_clip, scan_frames)
+                      placeholder_clip, scan_frames, window_frames)
 
 ProgressFn = Callable[[float, str], None]
 log = logging.getLogger(__name__)
@@ -409,17 +411,40 @@ def resolve_criteria(plan: ScanPlan, runtime: Runtime, cache: ScoreCache, cancel
     if plan.request.criteria.strip():
         return tidy_criteria(plan.request.criteria)
     heard = transcript.text if transcript is not None and plan.request.speech != "off" else ""
-    return _proposed(plan.video, plan.video_hash, plan.model, runtime, cache, cancel, progress, heard)
+    grid = window_frames(fixed_windows(plan), plan.info, plan.frames_per_window)
+    return _proposed(plan.video, plan.video_hash, plan.model, runtime, cache, cancel, progress, heard,
+                     criteria_frames(grid))
+
+
+def fixed_windows(plan: ScanPlan) -> list[Window]:
+    """The scan's windows when they are fixed; [] for whole shots (known after the signals pass)."""
+    return scan_windows(plan, Signals.missing("")) if plan.request.windows == "fixed" else []
+
+
+def criteria_frames(grid: tuple[int, ...], count: int = CRITERIA_FRAMES) -> tuple[int, ...] | None:
+    """``count`` frames of the scan's frame grid (``windows.window_frames``), spread evenly over it
+    (the middle frame of each equal slice), for the criteria step: what the vision encoder makes
+    of them is kept and the scan reuses it. None when there is no grid (whole-shot windows): the
+    chat's sampler chooses, as for any video question."""
+    if not grid:
+        return None
+    if len(grid) <= count:
+        return tuple(grid)
+    return tuple(grid[int((k + 0.5) * len(grid) / count)] for k in range(count))
 
 
 def suggest_criteria(video: str, model: str, runtime: Runtime, cancel: threading.Event | None = None,
                      on_progress: ProgressFn | None = None, cache: ScoreCache | None = None,
-                     asr_model: str | None = None) -> str:
+                     asr_model: str | None = None, window_seconds: float = DEFAULT_WINDOW_SECONDS,
+                     overlap_seconds: float = 0.0, frames_per_window: int | None = None) -> str:
     """The model's proposal for ``video`` (cached per video content and model), for the UI button;
-    with ``asr_model`` it also reads what is said in the video (transcribed, cached)."""
+    with ``asr_model`` it also reads what is said in the video (transcribed, cached). The window
+    settings are the ones the scan will use: the frames shown for the criteria are frames of its
+    grid, encoded once for both (settings that cannot be used leave the choice to the sampler;
+    the scan reports them)."""
     if not video:
         raise BadInputError("Upload a video first.")
-    probe(video, runtime.limits)
+    info = probe(video, runtime.limits)
     cache = cache if cache is not None else ScoreCache()
     cancel, progress = cancel or threading.Event(), _Progress(on_progress)
     heard = ""
@@ -429,19 +454,34 @@ def suggest_criteria(video: str, model: str, runtime: Runtime, cancel: threading
         progress.stage(0.0, 0.1, "Listening to what is said")
         heard = transcribe(video, asr_model, runtime, progress=lambda f, m="": progress.update(f, m or None),
                            cancel=cancel, cache_dir=cache.root if cache.enabled else False).text
-    return _proposed(video, file_sha256(video), plan_model(model, runtime), runtime, cache, cancel, progress, heard)
+    planned = plan_model(model, runtime)
+    grid = _grid(info, planned.family, window_seconds, overlap_seconds, frames_per_window, runtime.limits)
+    return _proposed(video, file_sha256(video), planned, runtime, cache, cancel, progress, heard, criteria_frames(grid))
+
+
+def _grid(info: media.VideoInfo, family: str, window_seconds: float, overlap_seconds: float,
+          frames_per_window: int | None, limits: Limits) -> tuple[int, ...]:
+    """The frame grid of a fixed-window scan with these settings; () when they cannot be used."""
+    try:
+        check_window_settings(window_seconds, overlap_seconds, frames_per_window, limits)
+    except BadInputError:
+        return ()
+    frames = int(frames_per_window or default_frames_per_window(family, window_seconds, limits))
+    return window_frames(make_windows(info.duration, window_seconds, overlap_seconds), info, frames)
 
 
 def _proposed(video: str, video_hash: str, model: ModelPlan, runtime: Runtime, cache: ScoreCache,
-              cancel: threading.Event, progress: "_Progress", heard: str = "") -> str:
+              cancel: threading.Event, progress: "_Progress", heard: str = "",
+              frames: tuple[int, ...] | None = None) -> str:
     speech = {"speech": heard} if heard else {}  # without speech: the key (and entry) as before
     key = cache.key("criteria", video=video_hash, model=model.source, dtype=model.dtype, **speech)
     cached = cache.load(key)
     if cached is not None:
         return cached["criteria"]
     progress.stage(0.03, 0.15, "Watching the video to suggest criteria")
+    features = cache.frame_features.for_video(video_hash) if frames else None
     criteria = propose_criteria(video, model.name, runtime, cancel, on_progress=lambda f, _m: progress.update(f),
-                                heard=heard)
+                                heard=heard, frame_numbers=frames, features=features)
     cache.store(key, {"criteria": criteria})
     return criteria
 
@@ -458,8 +498,7 @@ def read_signals(plan: ScanPlan, runtime: Runtime, cache: ScoreCache, cancel: th
         return Signals.from_dict(cached), 0.0, None
     progress.stage(0.15, 0.17, "Finding shots and listening to the sound")
     started = time.perf_counter()
-    fixed = scan_windows(plan, Signals.missing("")) if plan.request.windows == "fixed" else []
-    wanted = scan_frames(fixed, plan.info, plan.frames_per_window)
+    wanted = scan_frames(fixed_windows(plan), plan.info, plan.frames_per_window)
     try:
         found = signals.measure_with_frames(plan.video, plan.info, wanted, runtime.limits, cancel)
     except DecodeError as error:  # the reel can still be made as before; the JSON says why not more

@@ -148,11 +148,16 @@ class KeptFrames:
         return self.frames[[position[i] for i in wanted]]
 
 
+def window_frames(windows: Sequence[Window], info: media.VideoInfo, frames: int) -> tuple[int, ...]:
+    """Every frame number a scan of ``windows`` scores (sorted, unique): the scan's frame grid."""
+    return tuple(sorted({i for w in windows for i in frame_indices(w, info.fps, info.frame_count, frames)}))
+
+
 def scan_frames(windows: Sequence[Window], info: media.VideoInfo, frames: int) -> tuple[int, ...]:
-    """The frame numbers a scan of ``windows`` decodes (sorted, unique), or () when they would
+    """The frame numbers a scan of ``windows`` decodes (``window_frames``), or () when they would
     pass CHUNK_BYTES (then the scan decodes them itself, chunk by chunk)."""
-    wanted = sorted({i for w in windows for i in frame_indices(w, info.fps, info.frame_count, frames)})
-    return tuple(wanted) if len(wanted) * info.width * info.height * 3 <= CHUNK_BYTES else ()
+    wanted = window_frames(windows, info, frames)
+    return wanted if len(wanted) * info.width * info.height * 3 <= CHUNK_BYTES else ()
 
 
 def iter_window_clips(

@@ -20,6 +20,9 @@ Contract
   ``limits`` before that frame is decoded.
 * ``sample_indices(metadata, fps, max_frames)`` is PURE and reproduces transformers' samplers
   exactly (SmolVLM's when ``fps`` is a number, the base uniform sampler when it is None).
+  ``chosen_frames(metadata, frames)`` (pure too) takes a caller's own frame numbers instead
+  (``load_video(..., frames=...)``): the highlights' criteria step shows the model frames of the
+  scan's grid, so their vision features are computed once for both.
 * ``read_frames(path, indices)`` -> (N, H, W, 3) uint8 RGB, one frame per requested index, in
   request order, upright (rotation applied). PyAV first (measured faster), decord as the fallback.
   ``iter_frames`` is one forward pass with PyAV that yields frames one by one, so long videos can
@@ -46,11 +49,11 @@ from .files import display_name
 from .images import IMAGE_FORMAT_NAMES, IMAGE_FORMATS, image_kind, open_image
 from .probing import VIDEO_CONTAINERS, VIDEO_FORMAT_NAMES, VideoInfo, file_kind, probe_video
 from .reading import Backend, Cursor, Strategy, VideoClip, iter_frames, load_video, read_frames
-from .sampling import FrameSample, sample_indices
+from .sampling import FrameSample, chosen_frames, sample_indices
 
 __all__ = [
     "Backend", "Cursor", "FrameSample", "IMAGE_FORMATS", "IMAGE_FORMAT_NAMES", "Strategy", "VIDEO_CONTAINERS",
     "VIDEO_FORMAT_NAMES", "VideoClip", "VideoInfo", "display_name", "file_kind", "image_kind", "iter_frames",
-    "load_video", "open_image", "probe_video", "read_frames", "sample_indices",
+    "load_video", "open_image", "probe_video", "read_frames", "sample_indices", "chosen_frames",
     "SPEECH_RATE", "Soundtrack", "read_soundtrack",
 ]

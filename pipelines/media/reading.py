@@ -17,7 +17,7 @@ from ..errors import BadInputError, DecodeError
 from ..limits import LIMITS, Limits
 from .files import display_name
 from .probing import VideoInfo, probe_video, video_stream
-from .sampling import FrameSample, sample_indices
+from .sampling import FrameSample, chosen_frames, sample_indices
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,18 @@ class VideoClip:
     frames: np.ndarray
 
 
-def load_video(path, fps: float | None, max_frames: int, limits: Limits = LIMITS) -> VideoClip:
-    """probe -> check limits -> sample -> read: the frames a model should see, with timestamps."""
+def load_video(path, fps: float | None, max_frames: int, limits: Limits = LIMITS,
+               frames: Sequence[int] | None = None) -> VideoClip:
+    """probe -> check limits -> sample -> read: the frames a model should see, with timestamps.
+    ``frames``: these frame numbers instead of the sampler's choice (``sampling.chosen_frames``;
+    at most ``max_frames`` of them)."""
     limits.max_frames.check(max_frames, "Frames sampled from a video")
     if fps is not None:
         limits.video_fps.check(fps, "Frames per second sampled from a video")
+    if frames is not None and len(frames) > max_frames:
+        raise BadInputError(f"{len(frames)} frames were chosen from the video; at most {max_frames} can be shown.")
     info = probe_video(path, limits)
-    sample = sample_indices(info, fps, max_frames)
+    sample = sample_indices(info, fps, max_frames) if frames is None else chosen_frames(info, frames)
     return VideoClip(info, sample, read_frames(path, sample.indices, info))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -36,6 +37,20 @@ def sample_indices(metadata, fps: float | None, max_frames: int) -> FrameSample:
     else:
         indices = _smolvlm_indices(frame_count, video_fps, duration, float(fps), max_frames)
     chosen = tuple(int(i) for i in indices)
+    return FrameSample(chosen, tuple(i / video_fps for i in chosen))
+
+
+def chosen_frames(metadata, frames: Sequence[int]) -> FrameSample:
+    """The frames a caller chose itself (another stage's frame grid, so its work can be shared),
+    as a sample: clamped into the video (header frame counts can be estimates), ascending, each
+    once, with their times. PURE, like ``sample_indices``."""
+    frame_count, video_fps, _duration = _checked_metadata(metadata)
+    wanted = [int(i) for i in frames]
+    if not wanted:
+        raise BadInputError("No frames were chosen from the video.")
+    if min(wanted) < 0:
+        raise BadInputError("Frame numbers cannot be negative.")
+    chosen = tuple(sorted({min(i, frame_count - 1) for i in wanted}))
     return FrameSample(chosen, tuple(i / video_fps for i in chosen))
 
 
