@@ -3,11 +3,12 @@ vision tower across windows at its most efficient batch size").
 
     python -m benchmarks.vision_batch [--stand-in 256m] [--batches 1,2,4,8,16] [--dtype bf16]
 
-Runs the app's own encoder call (pipelines.features.encode_frames: the tower and the connector,
-as a scan runs them) on random 512 px frames of a full-size random stand-in, one warm-up call
+Runs the app's own encoder call (pipelines.features.encode_in_one_call: the tower and the
+connector, as a scan runs them, with exactly the given frames in one call) on random 512 px frames of a full-size random stand-in, one warm-up call
 per batch size, then enough calls for 16 frames, and prints seconds per frame for each batch
-size and the best one. A scan's vision batch is ``batch_size`` windows x frames per window
-(4 x 2 by default), so this says whether gathering more windows per call would pay.
+size and the best one, which is what ``features.VISION_FRAMES_PER_CALL`` holds per device kind
+(a scan's frames arrive ``batch_size`` windows x frames per window at a time, 4 x 2 by default,
+and are encoded that many at a time).
 """
 
 from __future__ import annotations
@@ -20,28 +21,28 @@ FRAMES_PER_SIZE = 16
 
 
 def seconds_per_frame(model_dir: Path, batches: list[int], dtype: str = "bf16", device: str = "cpu") -> dict[int, float]:
-    """{frames per call: seconds per frame} through ``encode_frames`` on the loaded model."""
+    """{frames per call: seconds per frame} through ``encode_in_one_call`` on the loaded model."""
     import torch
 
-    from pipelines.features import encode_frames
+    from pipelines.features import encode_in_one_call
     from pipelines.runtime import Runtime
 
     loaded = Runtime(device, dtype).load(str(model_dir))
-    edge = _frame_edge(loaded)
+    edge = frame_edge(loaded)
     results = {}
     for size in batches:
         pixels = torch.randn(size, 3, edge, edge, dtype=loaded.dtype, device=loaded.device)
         masks = torch.ones(size, edge, edge, dtype=torch.bool, device=loaded.device)
-        encode_frames(loaded, pixels[:1], masks[:1])  # warm-up
+        encode_in_one_call(loaded, pixels[:1], masks[:1])  # warm-up
         calls = max(1, FRAMES_PER_SIZE // size)
         started = time.perf_counter()
         for _ in range(calls):
-            encode_frames(loaded, pixels, masks)
+            encode_in_one_call(loaded, pixels, masks)
         results[size] = (time.perf_counter() - started) / (calls * size)
     return results
 
 
-def _frame_edge(loaded) -> int:
+def frame_edge(loaded) -> int:
     """The square edge the model's video processor gives a frame (SmolVLM2: 512; PerceptionLM: its tile)."""
     import numpy as np
 

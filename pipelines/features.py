@@ -232,9 +232,26 @@ def frame_inputs(known: list[torch.Tensor | None], pixels: torch.Tensor, masks: 
     return FrameInputs(known, pixels[missing], masks[missing] if masks is not None else None)
 
 
+# Frames per vision-encoder call, by device kind, chosen by measurement (benchmarks/vision_batch.py,
+# full-size SmolVLM2-256M in bf16 on the 2-core AMD EPYC with AVX512-BF16): 0.58 s a frame one at a
+# time, 0.61-0.62 s at 2-4 a call, 0.65 s at 8 (a scan's 4 windows x 2 frames), 0.67 s at 16: on a
+# CPU a bigger batch only spills the activations out of the cache. A GPU is fastest with the whole
+# batch at once (not measured here: no GPU was lent), so it gets everything in one call.
+VISION_FRAMES_PER_CALL = {"cpu": 1}
+
+
 def encode_frames(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
     """(N, C, H, W) frames -> (N, tokens, hidden) features, exactly as the model's own forward
-    pass makes them (its ``get_image_features``), in the model's dtype."""
+    pass makes them (its ``get_image_features``), in the model's dtype; ``VISION_FRAMES_PER_CALL``
+    frames at a time (each frame is encoded on its own either way)."""
+    step = VISION_FRAMES_PER_CALL.get(str(loaded.device).split(":")[0], pixels.shape[0]) or pixels.shape[0]
+    parts = [encode_in_one_call(loaded, pixels[k:k + step], masks[k:k + step] if masks is not None else None)
+             for k in range(0, pixels.shape[0], step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def encode_in_one_call(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """``encode_frames`` in ONE encoder call, whatever the device (benchmarks/vision_batch.py)."""
     model = loaded.model.model
     with torch.inference_mode():
         if loaded.spec.family == SMOLVLM:
@@ -371,5 +388,6 @@ def flatten_frames(frames: Sequence[Sequence[int]]) -> list[int]:
 
 
 __all__ = ["FEATURES_INPUT", "FEATURES_VERSION", "FeatureStore", "FeaturesMissing", "FrameFeatures", "FrameInputs",
-           "VideoFeatures", "encode_distinct", "encode_frames", "encode_held", "encoder_outputs", "features_pass",
-           "frame_inputs", "generate_inputs", "merge_features", "same_frame", "split_pixels", "with_kept_features"]
+           "VISION_FRAMES_PER_CALL", "VideoFeatures", "encode_distinct", "encode_frames", "encode_held",
+           "encode_in_one_call", "encoder_outputs", "features_pass", "frame_inputs", "generate_inputs", "merge_features",
+           "same_frame", "split_pixels", "with_kept_features"]

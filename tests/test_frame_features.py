@@ -387,3 +387,23 @@ def test_a_re_scan_with_other_criteria_runs_neither_vision_nor_the_frames_tokens
         scores = list(analyse(other, RUNTIME, cache=cache).visual)
     assert counts == {"decodes": 0, "vision": 0, "frames": 0} and reads == []  # prefixes only
     assert scores == pytest.approx(_uncached(other), abs=1e-4)
+
+
+def test_on_the_cpu_frames_are_encoded_one_call_each_with_the_same_features(tiny_model, monkeypatch):
+    loaded = RUNTIME.load(str(tiny_model))
+    from benchmarks.vision_batch import frame_edge
+
+    edge = frame_edge(loaded)
+    pixels = torch.randn(3, 3, edge, edge)
+    masks = torch.ones(3, edge, edge, dtype=torch.bool)
+    calls = []
+    hook = vision_encoder(loaded.model).register_forward_hook(lambda *_: calls.append(1))
+    try:
+        chunked = features_module.encode_frames(loaded, pixels, masks)
+        assert len(calls) == 3  # VISION_FRAMES_PER_CALL["cpu"] == 1, measured fastest
+        together = features_module.encode_in_one_call(loaded, pixels, masks)
+        assert len(calls) == 4
+    finally:
+        hook.remove()
+    torch.testing.assert_close(chunked, together, atol=1e-5, rtol=1e-5)
+

@@ -89,6 +89,22 @@ def test_suggested_criteria_fill_the_box(client, video, tiny_smolvlm):
     assert isinstance(criteria, str) and criteria.strip()
 
 
+def test_suggest_then_find_encode_each_frame_of_the_scan_once(client, tiny_smolvlm, tmp_path, monkeypatch):
+    """Suggest with the tab's window settings shows the model frames the scan scores: across both
+    requests every frame of the scan goes through the vision encoder once (16 + 4, not 16 + 20)."""
+    from tests.test_frame_features import counting
+
+    # Not the module's video (same settings would give the same content, whose features are kept).
+    fresh = media_factory.make_video(tmp_path / "fresh.mp4", seconds=40, fps=FPS, size=(176, 128), audio=True)
+    with counting(monkeypatch, tiny_smolvlm) as suggested:
+        criteria = client.predict(handle_file(str(fresh)), str(tiny_smolvlm), "off", "auto", False, 4, 0, 2,
+                                  api_name="/highlights_criteria")
+    with counting(monkeypatch, tiny_smolvlm) as found:
+        summary, *_ = _find(client, fresh, tiny_smolvlm, criteria=criteria)
+    assert "10 windows of 4 s" in summary and "2 frames each" in summary
+    assert suggested["frames"] == 16 and found["frames"] == 10 * 2 - 16
+
+
 def test_bad_input_is_a_clear_error_and_the_next_request_works(client, video, tiny_smolvlm, tmp_path):
     broken = media_factory.make_random_bytes(tmp_path / "broken.mp4")
     with pytest.raises(Exception) as info:
