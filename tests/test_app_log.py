@@ -1,7 +1,7 @@
 """The served app, used for real over HTTP, streams only what changed and keeps a clean log.
 
 ``python app.py`` runs in its own process (tests/app_process.py) with its output in a file: a
-video chat, a Stop, a Compare and a Highlights run must leave no traceback and no
+video chat, a Stop, a Compare, a Highlights run and Suggest-then-Find must leave no traceback and no
 ``LocalProtocolError`` (a file served while it is being rewritten) in that log.
 """
 
@@ -69,6 +69,11 @@ def test_stop_compare_and_highlights_leave_a_clean_log(served, sample_image, sec
     summary, *_ = client.predict(handle_file(str(short_video)), criteria="anything moving", window=2,
                                  target=3, api_name="/highlights")
     assert "reel" in summary.lower() or "selected" in summary.lower()
+    # Suggest with the scan's window settings (the frames it shows are kept), then Find with them.
+    suggested = client.predict(handle_file(str(video_20s)), window=4, frames=2, api_name="/highlights_criteria")
+    summary, *_ = client.predict(handle_file(str(video_20s)), criteria=suggested, window=4, frames=2, target=4,
+                                 api_name="/highlights")
+    assert suggested.strip() and "5 windows of 4 s" in summary
 
     text = log.read_text()
     assert "LocalProtocolError" not in text
