@@ -20,7 +20,6 @@ import pandas as pd
 
 from pipelines.errors import BadInputError
 from pipelines.highlights import (
-    DEFAULT_WINDOW_SECONDS,
     Analysis,
     HighlightRequest,
     HighlightResult,
@@ -34,7 +33,7 @@ from pipelines.highlights import (
 from pipelines.highlights import exports
 from pipelines.highlights.captions import CAPTION_STYLES
 from pipelines.highlights.hearing import SPEECH_MODES, speech_model
-from pipelines.highlights.pipeline import DEFAULT_AUDIO_WEIGHT, WINDOW_MODES
+from pipelines.highlights.pipeline import WINDOW_MODES
 from pipelines.highlights.preview import crop_preview
 from pipelines.highlights.reframe import ASPECTS, REFRAMES
 from pipelines.highlights.selection import SNAP_MODES, snapped_edges
@@ -54,6 +53,9 @@ TABLE_HEADERS = ["start (s)", "end (s)", "score", "keep", "on a shot cut"]
 VIDEO_HEIGHT = 360
 DEFAULT_TARGET_SECONDS = 60
 ASR_OFF = "off"
+# The request's own defaults (pipelines.highlights.HighlightRequest): the one place they are set;
+# the widgets, the endpoints' optional inputs and _request read them from here.
+DEFAULTS = HighlightRequest(video="", model="")
 
 HOW_TO = (
     "Upload a long video, say what counts as a highlight (or let the model suggest it), and press "
@@ -93,9 +95,9 @@ def build_highlights_tab(config: AppConfig) -> None:
                                  elem_id="hl-crop-preview", interactive=False)
         with gr.Column(scale=1, min_width=260):
             model = model_picker(config.model, elem_id="hl-model", runtime=config.runtime)
-            window = gr.Slider(limits.window_seconds.minimum, limits.window_seconds.value, value=DEFAULT_WINDOW_SECONDS,
+            window = gr.Slider(limits.window_seconds.minimum, limits.window_seconds.value, value=DEFAULTS.window_seconds,
                                step=1, label="Window length (s)")
-            overlap = gr.Slider(0, limits.window_seconds.value / 2, value=0, step=0.5, label="Window overlap (s)",
+            overlap = gr.Slider(0, limits.window_seconds.value / 2, value=DEFAULTS.overlap_seconds, step=0.5, label="Window overlap (s)",
                                 info="At most half a window.")
             frames = gr.Slider(0, int(limits.frames_per_window.value), value=0, step=1,
                                label="Frames per window (0 = model default)",
@@ -106,31 +108,32 @@ def build_highlights_tab(config: AppConfig) -> None:
                                info="The best windows until the reel is this long.")
             threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Score threshold", visible=False,
                                   info="Every window the model scores at least this high.")
-            padding = gr.Slider(0, 5, value=0, step=0.5, label="Padding around each window (s)")
-            snap = gr.Radio(list(SNAP_MODES), value="shots", label="Snap edges to shot cuts", elem_id="hl-snap",
+            padding = gr.Slider(0, 5, value=DEFAULTS.padding_seconds, step=0.5, label="Padding around each window (s)")
+            snap = gr.Radio(list(SNAP_MODES), value=DEFAULTS.snap, label="Snap edges to shot cuts", elem_id="hl-snap",
                             info="shots: each edge moves to a cut within half a window.")
-            windowing = gr.Radio(list(WINDOW_MODES), value="fixed", label="Windows", elem_id="hl-windows",
+            windowing = gr.Radio(list(WINDOW_MODES), value=DEFAULTS.windows, label="Windows", elem_id="hl-windows",
                                  info="shots: score whole shots (long ones split at the window length).")
-            audio_weight = gr.Slider(0, 1, value=DEFAULT_AUDIO_WEIGHT, step=0.05, label="Sound's share of the score",
+            audio_weight = gr.Slider(0, 1, value=DEFAULTS.audio_weight, step=0.05, label="Sound's share of the score",
                                      elem_id="hl-audio-weight",
                                      info="Loud moments and bursts (cheers, impacts) against the video's own level.")
-            aspect = gr.Radio(list(ASPECTS), value="source", label="Reel shape", elem_id="hl-aspect",
+            aspect = gr.Radio(list(ASPECTS), value=DEFAULTS.aspect, label="Reel shape", elem_id="hl-aspect",
                               info="9:16 is 1080x1920, 1:1 is 1080x1080, 16:9 is 1920x1080.")
-            reframe = gr.Radio(list(REFRAMES), value="center", label="Crop", elem_id="hl-reframe",
+            reframe = gr.Radio(list(REFRAMES), value=DEFAULTS.reframe, label="Crop", elem_id="hl-reframe",
                                info="follow: the crop glides along where things move.")
             asr = gr.Dropdown([("Off", ASR_OFF), *asr_choices()], value=ASR_OFF, label="Speech model",
                               allow_custom_value=True, elem_id="hl-asr",
                               info="Transcribes what is said, for scoring, captions and subtitles. Off: nothing is "
                                    "transcribed unless captions or speech 'on' ask for it (then the app's speech model).")
-            speech = gr.Radio(list(SPEECH_MODES), value="auto", label="Score with what is said", elem_id="hl-speech",
+            speech = gr.Radio(list(SPEECH_MODES), value=DEFAULTS.speech, label="Score with what is said", elem_id="hl-speech",
                               info="auto: when speech is heard. Criteria can then be about speech.")
-            captions = gr.Checkbox(False, label="Burn captions into the reel", elem_id="hl-captions")
-            caption_style = gr.Radio(list(CAPTION_STYLES), value="lines", label="Caption style", elem_id="hl-caption-style",
+            captions = gr.Checkbox(DEFAULTS.captions, label="Burn captions into the reel", elem_id="hl-captions")
+            caption_style = gr.Radio(list(CAPTION_STYLES), value=DEFAULTS.caption_style, label="Caption style", elem_id="hl-caption-style",
                                      info="lines: up to two lines; words: short word groups.")
     analysis_state = gr.State(None)
 
     def find(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap, windowing,
-             audio_weight, aspect, reframe, asr=ASR_OFF, speech="auto", captions=False, caption_style="lines",
+             audio_weight, aspect, reframe, asr=ASR_OFF, speech=DEFAULTS.speech, captions=DEFAULTS.captions,
+             caption_style=DEFAULTS.caption_style,
              progress=gr.Progress(), request: gr.Request = None):
         with ui_errors():
             highlight_request = _request(video, model, criteria, window, overlap, frames, select_by, target,
@@ -141,8 +144,9 @@ def build_highlights_tab(config: AppConfig) -> None:
                                          progress_callback(progress))
             return (*_outputs(result), result.analysis.criteria)
 
-    def suggest_fn(video, model, asr=ASR_OFF, speech="auto", captions=False, window=DEFAULT_WINDOW_SECONDS,
-                   overlap=0.0, frames=0, progress=gr.Progress(), request: gr.Request = None):
+    def suggest_fn(video, model, asr=ASR_OFF, speech=DEFAULTS.speech, captions=DEFAULTS.captions,
+                   window=DEFAULTS.window_seconds, overlap=DEFAULTS.overlap_seconds, frames=0, progress=gr.Progress(),
+                   request: gr.Request = None):
         with ui_errors():
             if not video:
                 raise BadInputError("Upload a video first.")
@@ -151,10 +155,11 @@ def build_highlights_tab(config: AppConfig) -> None:
                 # The scan's window settings: the frames shown for the criteria are frames it scores.
                 return suggest_criteria(video, model, config.runtime, cancel, progress_callback(progress),
                                         asr_model=chosen if asr_enabled(chosen) else None,
-                                        window_seconds=float(window or DEFAULT_WINDOW_SECONDS),
-                                        overlap_seconds=float(overlap or 0), frames_per_window=int(frames) if frames else None)
+                                        window_seconds=float(window or DEFAULTS.window_seconds),
+                                        overlap_seconds=float(overlap or DEFAULTS.overlap_seconds), frames_per_window=int(frames) if frames else None)
 
-    def rerender_fn(state, rows, aspect, reframe, captions=False, caption_style="lines", progress=gr.Progress(),
+    def rerender_fn(state, rows, aspect, reframe, captions=DEFAULTS.captions, caption_style=DEFAULTS.caption_style,
+                    progress=gr.Progress(),
                     request: gr.Request = None):
         with ui_errors():
             if not state:
@@ -162,11 +167,11 @@ def build_highlights_tab(config: AppConfig) -> None:
             analysis = Analysis.from_dict(state["analysis"])
             segments = segments_from_rows(_rows(rows), analysis.duration, analysis.fps)
             selection = Selection.from_dict(state["selection"]).as_edited()
-            shape = ReelShape(aspect or "source", reframe or "center")
+            shape = ReelShape(aspect or DEFAULTS.aspect, reframe or DEFAULTS.reframe)
             with RUNS.running(session_key(request, SCOPE)) as cancel:
                 if captions and analysis.transcript is None:
                     raise BadInputError("Captions need a transcript: press Find highlights with a speech model first.")
-                burn = (caption_style or "lines") if captions else None
+                burn = (caption_style or DEFAULTS.caption_style) if captions else None
                 result = finish(analysis, segments, request_folder("highlights"), selection, shape, cancel,
                                 progress_callback(progress), progress_from=0.0, captions=burn)
             return _outputs(result)
@@ -205,9 +210,10 @@ def run_speech_model(chosen, speech, captions, config: AppConfig) -> str:
     return speech_model(picked, config.asr_model, speech, captions) or ASR_OFF
 
 
-def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding, snap="shots",
-             windowing="fixed", audio_weight=DEFAULT_AUDIO_WEIGHT, aspect="source", reframe="center",
-             asr=ASR_OFF, speech="auto", captions=False, caption_style="lines") -> HighlightRequest:
+def _request(video, model, criteria, window, overlap, frames, select_by, target, threshold, padding,
+             snap=DEFAULTS.snap, windowing=DEFAULTS.windows, audio_weight=DEFAULTS.audio_weight, aspect=DEFAULTS.aspect,
+             reframe=DEFAULTS.reframe, asr=ASR_OFF, speech=DEFAULTS.speech, captions=DEFAULTS.captions,
+             caption_style=DEFAULTS.caption_style) -> HighlightRequest:
     if not video:
         raise BadInputError("Upload a video first.")
     by_target = (select_by or TARGET) == TARGET
@@ -223,16 +229,16 @@ def _request(video, model, criteria, window, overlap, frames, select_by, target,
         frames_per_window=int(frames) if frames else None,
         target_seconds=float(target) if by_target else None,
         threshold=None if by_target else float(threshold),
-        padding_seconds=float(padding or 0),
-        snap=snap or "shots",
-        windows=windowing or "fixed",
-        audio_weight=float(DEFAULT_AUDIO_WEIGHT if audio_weight is None else audio_weight),
-        aspect=aspect or "source",
-        reframe=reframe or "center",
+        padding_seconds=float(padding or DEFAULTS.padding_seconds),
+        snap=snap or DEFAULTS.snap,
+        windows=windowing or DEFAULTS.windows,
+        audio_weight=float(DEFAULTS.audio_weight if audio_weight is None else audio_weight),
+        aspect=aspect or DEFAULTS.aspect,
+        reframe=reframe or DEFAULTS.reframe,
         asr_model=asr if asr and asr_enabled(asr) else None,
-        speech=speech or "auto",
+        speech=speech or DEFAULTS.speech,
         captions=bool(captions),
-        caption_style=caption_style or "lines",
+        caption_style=caption_style or DEFAULTS.caption_style,
     )
 
 
