@@ -147,8 +147,7 @@ def run_ours(video: Path, model: Path, out_dir: Path, policy: str, frames_per_wi
     from pipelines import media
     from pipelines.highlights import HighlightRequest, ReelShape, ScoreCache, analyse, choose, file_sha256, finish, signals
     from pipelines.highlights.criteria import propose_criteria
-    from pipelines.highlights.pipeline import criteria_frames, default_frames_per_window
-    from pipelines.highlights.windows import make_windows, window_frames
+    from pipelines.highlights.pipeline import criteria_frames, scan_grid
     from pipelines.loading import clear_cache
     from pipelines.registry import SMOLVLM
     from pipelines.runtime import Runtime
@@ -164,8 +163,7 @@ def run_ours(video: Path, model: Path, out_dir: Path, policy: str, frames_per_wi
     only_signals = ScoreCache(out_dir / "signals-cache")
     mark = time.perf_counter()
     info = media.probe_video(video)
-    frames = frames_per_window or default_frames_per_window(SMOLVLM, WINDOW_SECONDS)
-    shown = criteria_frames(window_frames(make_windows(info.duration, WINDOW_SECONDS), info, frames))
+    shown = criteria_frames(scan_grid(info, SMOLVLM, WINDOW_SECONDS, requested_frames=frames_per_window))
     try:
         criteria = propose_criteria(str(video), str(model), runtime,
                                     settings=GenerationSettings(max_new_tokens=criteria_tokens(policy),

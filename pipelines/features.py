@@ -244,7 +244,7 @@ def encode_frames(loaded, pixels: torch.Tensor, masks: torch.Tensor | None = Non
     """(N, C, H, W) frames -> (N, tokens, hidden) features, exactly as the model's own forward
     pass makes them (its ``get_image_features``), in the model's dtype; ``VISION_FRAMES_PER_CALL``
     frames at a time (each frame is encoded on its own either way)."""
-    step = VISION_FRAMES_PER_CALL.get(str(loaded.device).split(":")[0], pixels.shape[0]) or pixels.shape[0]
+    step = VISION_FRAMES_PER_CALL.get(str(loaded.device).split(":")[0], pixels.shape[0])
     parts = [encode_in_one_call(loaded, pixels[k:k + step], masks[k:k + step] if masks is not None else None)
              for k in range(0, pixels.shape[0], step)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -97,6 +97,11 @@ def default_frames_per_window(family: str, window_seconds: float, limits: Limits
     return max(MIN_FRAMES, min(most, int(round(window_seconds / SECONDS_PER_FRAME[family]))))
 
 
+def resolved_frames_per_window(requested: int | None, family: str, window_seconds: float, limits: Limits = LIMITS) -> int:
+    """The frames a window shows: the requested number, else the family's default."""
+    return int(requested or default_frames_per_window(family, window_seconds, limits))
+
+
 MAX_BATCH_SIZE = 64
 
 SCORING_SYSTEM_PROMPT = (
@@ -315,7 +320,7 @@ def plan_scan(request: HighlightRequest, runtime: Runtime, has_transcript: bool 
     check_request(request, runtime, has_transcript)
     info = probe(request.video, runtime.limits)
     model = plan_model(request.model, runtime)
-    frames = int(request.frames_per_window or default_frames_per_window(model.family, request.window_seconds, runtime.limits))
+    frames = resolved_frames_per_window(request.frames_per_window, model.family, request.window_seconds, runtime.limits)
     return ScanPlan(request, info, file_sha256(request.video), model, frames, request.selection, request.shape)
 
 
@@ -455,18 +460,19 @@ def suggest_criteria(video: str, model: str, runtime: Runtime, cancel: threading
         heard = transcribe(video, asr_model, runtime, progress=lambda f, m="": progress.update(f, m or None),
                            cancel=cancel, cache_dir=cache.root if cache.enabled else False).text
     planned = plan_model(model, runtime)
-    grid = _grid(info, planned.family, window_seconds, overlap_seconds, frames_per_window, runtime.limits)
+    grid = scan_grid(info, planned.family, window_seconds, overlap_seconds, frames_per_window, runtime.limits)
     return _proposed(video, file_sha256(video), planned, runtime, cache, cancel, progress, heard, criteria_frames(grid))
 
 
-def _grid(info: media.VideoInfo, family: str, window_seconds: float, overlap_seconds: float,
-          frames_per_window: int | None, limits: Limits) -> tuple[int, ...]:
-    """The frame grid of a fixed-window scan with these settings; () when they cannot be used."""
+def scan_grid(info: media.VideoInfo, family: str, window_seconds: float, overlap_seconds: float = 0.0,
+              requested_frames: int | None = None, limits: Limits = LIMITS) -> tuple[int, ...]:
+    """The frame grid of a fixed-window scan with these settings (``windows.window_frames``);
+    () when they cannot be used."""
     try:
-        check_window_settings(window_seconds, overlap_seconds, frames_per_window, limits)
+        check_window_settings(window_seconds, overlap_seconds, requested_frames, limits)
     except BadInputError:
         return ()
-    frames = int(frames_per_window or default_frames_per_window(family, window_seconds, limits))
+    frames = resolved_frames_per_window(requested_frames, family, window_seconds, limits)
     return window_frames(make_windows(info.duration, window_seconds, overlap_seconds), info, frames)
 
 
