@@ -17,7 +17,7 @@ from ..errors import BadInputError, DecodeError
 from ..limits import LIMITS, Limits
 from .files import display_name
 from .probing import VideoInfo, probe_video, video_stream
-from .sampling import FrameSample, chosen_frames, sample_indices
+from .sampling import FrameSample, chosen_frames, clamped_frames, sample_indices
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def read_frames(path, indices: Sequence[int], info: VideoInfo | None = None, *, 
     Raises DecodeError when no backend can produce the frames.
     """
     info = info or probe_video(path)
-    wanted = _clamped(indices, info)
+    wanted = clamped_frames(indices, info.frame_count)
     order = sorted(set(wanted))
     if backend in ("auto", "pyav"):
         try:
@@ -93,16 +93,7 @@ def iter_frames(path, indices: Sequence[int], info: VideoInfo | None = None, *, 
     Closing the generator early closes the file.
     """
     info = info or probe_video(path)
-    yield from _iter_pyav(path, sorted(set(_clamped(indices, info))), info, strategy)
-
-
-def _clamped(indices: Sequence[int], info: VideoInfo) -> list[int]:
-    wanted = [int(i) for i in indices]
-    if not wanted:
-        raise BadInputError("No frames were requested from the video.")
-    if min(wanted) < 0:
-        raise BadInputError("Frame numbers cannot be negative.")
-    return [min(i, info.frame_count - 1) for i in wanted]
+    yield from _iter_pyav(path, sorted(set(clamped_frames(indices, info.frame_count))), info, strategy)
 
 
 def _collect(frames: Iterator[tuple[int, np.ndarray]], count: int) -> np.ndarray | None:

@@ -45,13 +45,19 @@ def chosen_frames(metadata, frames: Sequence[int]) -> FrameSample:
     as a sample: clamped into the video (header frame counts can be estimates), ascending, each
     once, with their times. PURE, like ``sample_indices``."""
     frame_count, video_fps, _duration = _checked_metadata(metadata)
-    wanted = [int(i) for i in frames]
+    chosen = tuple(sorted(set(clamped_frames(frames, frame_count))))
+    return FrameSample(chosen, tuple(i / video_fps for i in chosen))
+
+
+def clamped_frames(indices: Sequence[int], frame_count: int) -> list[int]:
+    """Frame numbers as ints, in request order, those past the end clamped to the last frame
+    (header frame counts can be estimates); none, or a negative one, is a BadInputError."""
+    wanted = [int(i) for i in indices]
     if not wanted:
-        raise BadInputError("No frames were chosen from the video.")
+        raise BadInputError("No frames were requested from the video.")
     if min(wanted) < 0:
         raise BadInputError("Frame numbers cannot be negative.")
-    chosen = tuple(sorted({min(i, frame_count - 1) for i in wanted}))
-    return FrameSample(chosen, tuple(i / video_fps for i in chosen))
+    return [min(i, frame_count - 1) for i in wanted]
 
 
 def _checked_metadata(metadata) -> tuple[int, float, float]:
